@@ -3,7 +3,8 @@ use std::env;
 use std::path::PathBuf;
 
 fn main() {
-    let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let manifest =
+        PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let script = manifest.join("../../boot/entry/linker.ld");
     println!("cargo:rerun-if-changed={}", script.display());
     println!("cargo:rerun-if-changed=../../boot/entry/src/entry.S");

@@ -62,7 +62,10 @@ pub fn write_fmt(args: fmt::Arguments<'_>) {
 pub fn flush() {
     if let Some(uart) = CONSOLE.lock().uart.as_mut() {
         for _ in 0..1_000_000 {
-            if uart.lsr().contains(uart_16550::spec::registers::LSR::TRANSMITTER_EMPTY) {
+            if uart
+                .lsr()
+                .contains(uart_16550::spec::registers::LSR::TRANSMITTER_EMPTY)
+            {
                 break;
             }
             core::hint::spin_loop();

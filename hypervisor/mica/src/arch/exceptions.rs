@@ -187,7 +187,7 @@ pub fn init() {
     let idt = IDT.call_once(|| {
         let mut idt = Idt([Gate::ABSENT; 256]);
         // SAFETY: `mica_isr_table` is 32 initialised quadwords in .rodata (assembled above).
-        let stubs = unsafe { &*(&raw const mica_isr_table) };
+        let stubs: &[u64; 32] = unsafe { &mica_isr_table };
         for (vector, &stub) in stubs.iter().enumerate() {
             let ist = match vector {
                 2 => gdt::IST_NMI,
@@ -296,10 +296,22 @@ impl fmt::Display for ExceptionFrame {
         }
         if self.vector == 14 {
             let e = self.error_code;
+            if let Some(stack) =
+                crate::memory::guard_page_hit(&boot_entry::image_layout(), Cr2::read_raw())
+            {
+                writeln!(
+                    f,
+                    "  stack overflow: the fault hit the guard page of the {stack}"
+                )?;
+            }
             writeln!(
                 f,
                 "  page fault: {} {} in {} mode{}",
-                if e & 1 != 0 { "protection violation" } else { "not-present page" },
+                if e & 1 != 0 {
+                    "protection violation"
+                } else {
+                    "not-present page"
+                },
                 if e & 0x10 != 0 {
                     "on instruction fetch"
                 } else if e & 2 != 0 {
@@ -308,7 +320,11 @@ impl fmt::Display for ExceptionFrame {
                     "on read"
                 },
                 if e & 4 != 0 { "user" } else { "supervisor" },
-                if e & 8 != 0 { " (reserved bit set)" } else { "" }
+                if e & 8 != 0 {
+                    " (reserved bit set)"
+                } else {
+                    ""
+                }
             )?;
         }
         Ok(())

@@ -1,0 +1,154 @@
+//! `cargo xtask run`: build, then boot in QEMU or Bochs with the serial console on the terminal.
+
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use emu_harness::{
+    BochsConfig, BochsCpu, Console, Emulator, QemuConfig, ReportedExit, RunOptions, try_run,
+};
+
+use crate::images;
+use crate::process::{Result, bail};
+use crate::tools::{self, Need};
+use crate::workspace;
+
+/// Which emulator `run` uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EmulatorKind {
+    /// QEMU under TCG: AMD SVM with NPT (no NRIP-save).
+    Qemu,
+    /// Bochs: Intel VMX with EPT (corei7_skylake_x) or AMD SVM with NPT and NRIP-save (ryzen).
+    Bochs,
+}
+
+/// Bochs CPU models, as clap values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BochsModel {
+    /// AMD: SVM, NPT, NRIP-save.
+    #[value(name = "ryzen")]
+    Ryzen,
+    /// Intel: VMX, EPT, VPID, unrestricted guest.
+    #[value(name = "corei7_skylake_x")]
+    CoreI7SkylakeX,
+}
+
+impl From<BochsModel> for BochsCpu {
+    fn from(model: BochsModel) -> Self {
+        match model {
+            BochsModel::Ryzen => Self::Ryzen,
+            BochsModel::CoreI7SkylakeX => Self::CoreI7SkylakeX,
+        }
+    }
+}
+
+/// Arguments of `cargo xtask run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Emulator to boot in.
+    #[arg(long, value_enum, default_value_t = EmulatorKind::Qemu)]
+    pub emulator: EmulatorKind,
+    /// QEMU CPU model (QEMU only; EPYC has SVM with NPT under TCG).
+    #[arg(long, value_name = "MODEL")]
+    pub cpu: Option<String>,
+    /// Bochs CPU model (Bochs only).
+    #[arg(long, value_enum, value_name = "MODEL")]
+    pub bochs_model: Option<BochsModel>,
+    /// QEMU: boot the GRUB ISO (Multiboot2) instead of `-kernel` (Multiboot1). Bochs always
+    /// boots the ISO.
+    #[arg(long)]
+    pub iso: bool,
+    /// Hypervisor command line (e.g. `test=fault` with --test-image).
+    #[arg(long, value_name = "STR", default_value = "")]
+    pub cmdline: String,
+    /// Kill the emulator after this many seconds [default: 90 for QEMU, 240 for Bochs].
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<u64>,
+    /// Boot the test image (built with `--features test-hooks`).
+    #[arg(long)]
+    pub test_image: bool,
+    /// Use the debug build.
+    #[arg(long)]
+    pub debug: bool,
+}
+
+/// Default QEMU CPU model.
+pub const DEFAULT_QEMU_CPU: &str = "EPYC";
+/// Default QEMU timeout.
+pub const QEMU_TIMEOUT_SECS: u64 = 90;
+/// Default Bochs timeout.
+pub const BOCHS_TIMEOUT_SECS: u64 = 240;
+
+/// Builds, boots, prints how the run ended; an error unless the hypervisor reported success.
+pub fn run(args: &RunArgs) -> Result<()> {
+    match args.emulator {
+        EmulatorKind::Qemu if args.bochs_model.is_some() => {
+            bail!("--bochs-model needs --emulator bochs")
+        }
+        EmulatorKind::Bochs if args.cpu.is_some() => {
+            bail!("--cpu is for QEMU; use --bochs-model with Bochs")
+        }
+        _ => {}
+    }
+    let built = images::build(args.debug)?;
+    let (elf, prebuilt_iso) = if args.test_image {
+        (built.test_elf, built.test_iso)
+    } else {
+        (built.elf, built.iso)
+    };
+    let wants_iso = args.iso || args.emulator == EmulatorKind::Bochs;
+    let iso = if wants_iso && !args.cmdline.is_empty() {
+        // The prebuilt ISOs have an empty command line: make one with this one.
+        let custom = workspace::artifacts_dir().join("mica-run.iso");
+        images::make_iso(&elf, &args.cmdline, &custom)?;
+        custom
+    } else {
+        prebuilt_iso
+    };
+
+    let (emulator, default_timeout): (Emulator, u64) = match args.emulator {
+        EmulatorKind::Qemu => {
+            tools::ensure_packages(&[Need::Qemu])?;
+            let config = if args.iso {
+                QemuConfig::iso(iso)
+            } else {
+                QemuConfig::kernel(elf, args.cmdline.clone())
+            };
+            let cpu = args.cpu.as_deref().unwrap_or(DEFAULT_QEMU_CPU);
+            (config.cpu(cpu).into(), QEMU_TIMEOUT_SECS)
+        }
+        EmulatorKind::Bochs => {
+            tools::ensure_packages(&[Need::Bochs])?;
+            let model = args.bochs_model.unwrap_or(BochsModel::CoreI7SkylakeX);
+            (
+                BochsConfig::new(model.into(), iso).into(),
+                BOCHS_TIMEOUT_SECS,
+            )
+        }
+    };
+    let timeout = Duration::from_secs(args.timeout.unwrap_or(default_timeout));
+    let options = RunOptions::new("run", timeout).console(Console::Terminal);
+    eprintln!("==> booting (timeout {} s)", timeout.as_secs());
+    let outcome = try_run(&emulator, &options)?;
+    let logs = outcome.keep_logs_in(&workspace::artifacts_dir().join("run-logs"))?;
+    println!();
+    println!(
+        "run ended: {} after {:.1} s (logs: {})",
+        outcome.exit,
+        outcome.duration.as_secs_f64(),
+        logs.display()
+    );
+    if matches!(emulator, Emulator::Bochs(_)) {
+        let reported = match outcome.reported_exit() {
+            Some(ReportedExit::Success) => "MICA EXIT: success",
+            Some(ReportedExit::Failure) => "MICA EXIT: failure",
+            Some(ReportedExit::Unrecognised) => "an unreadable MICA EXIT line",
+            None => "no MICA EXIT line",
+        };
+        println!("serial log reports: {reported}");
+    }
+    if outcome.succeeded() {
+        Ok(())
+    } else {
+        bail!("The hypervisor did not report success")
+    }
+}
