@@ -7,8 +7,8 @@ use cpu_features::{Cpuid, CpuidResult, Msrs};
 /// Physical memory below 4 GiB, read through the boot trampoline's identity map.
 ///
 /// Used only before the hypervisor's own page tables are live; every byte it can reach is
-/// mapped by the trampoline's 2 MiB pages. Reads are byte-wise volatile copies, so memory a
-/// loader left in any state is never turned into a Rust reference.
+/// mapped by the trampoline's 2 MiB pages. Reads are raw copies into the caller's buffer, so
+/// memory a loader left in any state is never turned into a Rust reference.
 pub struct BootPhysMemory;
 
 /// End of what the trampoline identity-maps.
@@ -23,12 +23,12 @@ impl PhysRead for BootPhysMemory {
         if !in_range {
             return Err(OutOfRange { phys, len });
         }
-        for (offset, byte) in buf.iter_mut().enumerate() {
-            let address = (phys + offset as u64) as *const u8;
-            // SAFETY: the address is below 4 GiB, identity mapped by the boot page tables
-            // (present, readable); reading a byte of RAM, firmware or a hole has no side
-            // effects the loader's structures could depend on, and nothing holds a reference.
-            *byte = unsafe { address.read_volatile() };
+        // SAFETY: the source range is below 4 GiB, identity mapped by the boot page tables
+        // (present, readable) and not modified while the boot information is parsed (one CPU,
+        // interrupts off); `buf` is a distinct, writable Rust buffer of exactly `len` bytes.
+        // No Rust reference to the source memory is created.
+        unsafe {
+            core::ptr::copy_nonoverlapping(phys as *const u8, buf.as_mut_ptr(), buf.len());
         }
         Ok(())
     }
