@@ -15,14 +15,15 @@ use crate::workspace;
 /// Package holding the VMBus benchmark binary.
 pub const VMBUS_BENCH_PACKAGE: &str = "vsp_vsc_harness";
 
-/// The serial line carrying the boot measurement.
-pub const BOOT_BENCH_PREFIX: &str = "bench: entry_to_ready_tsc=";
+/// Prefix of every measurement line the hypervisor or a guest prints: `bench: NAME=VALUE`.
+pub const BENCH_PREFIX: &str = "bench: ";
 
 /// What to measure. A new benchmark is one more variant here and one more arm in [`run`].
 #[derive(Debug, Subcommand)]
 pub enum Bench {
     /// Boot the release image under QEMU with instruction counting; print
-    /// `boot_instructions: N` (first instruction to READY) and `image_size_bytes: N`.
+    /// `boot_instructions: N` (first instruction to READY), `trampoline_instructions: N`
+    /// (first instruction to the first Rust instruction, same run) and `image_size_bytes: N`.
     Boot,
     /// Run the VMBus ring benchmark (`vsp_vsc_harness`'s `vmbus-bench`, release build);
     /// arguments after `--` go to it.
@@ -60,25 +61,32 @@ fn boot() -> Result<()> {
             kept.display()
         );
     }
-    let Some(instructions) = parse_boot_bench(&outcome.serial) else {
-        let kept = outcome.keep_logs()?;
-        bail!(
-            "No valid `{BOOT_BENCH_PREFIX}<N>` line in the serial output (logs: {})",
-            kept.display()
-        );
+    let measured = |name: &str| {
+        bench_value(&outcome.serial, name).ok_or_else(|| {
+            let kept = outcome
+                .keep_logs()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|e| e.to_string());
+            process::Error(format!(
+                "No valid `{BENCH_PREFIX}{name}=<N>` line in the serial output (logs: {kept})"
+            ))
+        })
     };
-    println!("boot_instructions: {instructions}");
+    println!("boot_instructions: {}", measured("entry_to_ready_tsc")?);
+    println!("trampoline_instructions: {}", measured("entry_to_main_tsc")?);
     println!("image_size_bytes: {}", file_size(&built.elf)?);
     Ok(())
 }
 
-/// The number on the last `bench: entry_to_ready_tsc=<N>` line.
-pub fn parse_boot_bench(serial: &str) -> Option<u64> {
-    serial
-        .lines()
-        .rev()
-        .find_map(|line| line.trim().strip_prefix(BOOT_BENCH_PREFIX))
-        .and_then(|n| n.trim().parse().ok())
+/// The number on the last `bench: <name>=<N>` line of a serial log.
+pub fn bench_value(serial: &str, name: &str) -> Option<u64> {
+    serial.lines().rev().find_map(|line| {
+        let (key, value) = line.trim().strip_prefix(BENCH_PREFIX)?.split_once('=')?;
+        if key != name {
+            return None;
+        }
+        value.split_whitespace().next()?.parse().ok()
+    })
 }
 
 fn vmbus(args: &[String]) -> Result<()> {
@@ -107,14 +115,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn boot_bench_line_is_parsed() {
-        let serial = "Mica 0.1 starting\nbench: entry_to_ready_tsc=123456\nMICA READY\n";
-        assert_eq!(parse_boot_bench(serial), Some(123_456));
+    fn bench_lines_are_parsed_by_name() {
+        let serial = "Mica 0.1 starting\nbench: entry_to_main_tsc=99\n\
+                      bench: entry_to_ready_tsc=123456\nMICA READY\n";
+        assert_eq!(bench_value(serial, "entry_to_ready_tsc"), Some(123_456));
+        assert_eq!(bench_value(serial, "entry_to_main_tsc"), Some(99));
+        assert_eq!(bench_value(serial, "missing"), None);
         assert_eq!(
-            parse_boot_bench("bench: entry_to_ready_tsc=1\nbench: entry_to_ready_tsc=2\n"),
+            bench_value(
+                "bench: entry_to_ready_tsc=1\nbench: entry_to_ready_tsc=2\n",
+                "entry_to_ready_tsc"
+            ),
             Some(2)
         );
-        assert_eq!(parse_boot_bench("bench: entry_to_ready_tsc=abc\n"), None);
-        assert_eq!(parse_boot_bench("MICA READY\n"), None);
+        assert_eq!(bench_value("bench: entry_to_ready_tsc=abc\n", "entry_to_ready_tsc"), None);
+        assert_eq!(bench_value("MICA READY\n", "entry_to_ready_tsc"), None);
     }
 }

@@ -3,8 +3,9 @@
  *
  * Both loaders enter `_start` in 32-bit protected mode, paging off, flat segments, with the
  * loader's magic in EAX and the physical address of its boot information in EBX.
- * The trampoline records both and the TSC, zeroes .bss, checks for long mode, identity-maps
- * the first 4 GiB with 2 MiB pages, enables long mode and calls `mica_main(magic, info)`.
+ * The trampoline records both and the TSC, zeroes .bss (not the stacks), checks for long
+ * mode, identity-maps the first 4 GiB with 2 MiB pages, enables long mode and calls
+ * `mica_main(magic, info)`.
  * The hypervisor then builds its real page tables (W^X, guard pages) and never returns here.
  *
  * Constants: Multiboot Specification 0.6.96 (header flags, magic) and Multiboot2
@@ -61,9 +62,10 @@ _start:
     mov %edx, boot_entry_tsc + 4
     mov $__boot_stack_top, %esp
 
-    /* Zero .bss, the page tables and the stacks (the loaders should have, but be sure). */
+    /* Zero .bss and the boot page tables (the loaders should have, but be sure). The stacks
+     * need no zeroing. */
     mov $__bss_start, %edi
-    mov $__image_end, %ecx
+    mov $__bss_end, %ecx
     sub %edi, %ecx
     shr $2, %ecx
     xor %eax, %eax

@@ -50,6 +50,7 @@ fn level_filter(level: cmdline::LogLevel) -> log::LevelFilter {
 /// with the boot loader's magic and the physical address of its boot information.
 #[unsafe(no_mangle)]
 extern "C" fn mica_main(magic: u32, info_addr: u32) -> ! {
+    let main_tsc = arch::rdtsc();
     serial::init(serial::COM1);
     serial::init_logger(log::LevelFilter::Info);
     let layout = boot_entry::image_layout();
@@ -185,6 +186,10 @@ extern "C" fn mica_main(magic: u32, info_addr: u32) -> ! {
         fatal("heap", "self-check returned wrong contents");
     }
 
+    println!(
+        "bench: entry_to_main_tsc={}",
+        main_tsc.wrapping_sub(boot_entry::entry_tsc())
+    );
     println!(
         "bench: entry_to_ready_tsc={}",
         arch::rdtsc().wrapping_sub(boot_entry::entry_tsc())
