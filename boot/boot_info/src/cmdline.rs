@@ -5,6 +5,7 @@
 //! | `log=LEVEL`       | `error`, `warn`, `info` (default), `debug` or `trace`          |
 //! | `pool=SIZE`       | bytes reserved for child partitions; decimal or `0x` hex, with an optional `K`/`M`/`G` suffix (binary units) |
 //! | `launch=a,b,...`  | up to 8 partition names to start at boot                       |
+//! | `wait=a,b,...`    | the launched partitions whose end ends the run (default: all)  |
 //! | `serial=PORT`     | debug UART I/O port (default `0x3f8`)                          |
 //! | `test=NAME`       | test-only hook (e.g. `test=fault`)                             |
 //!
@@ -133,6 +134,9 @@ pub struct HvCmdline<'a> {
     pub child_pool: Option<u64>,
     /// `launch=`, in the order given.
     pub launch: FixedVec<&'a str, MAX_LAUNCH>,
+    /// `wait=`: the launched partitions whose end ends the run; the others are stopped then
+    /// (empty: wait for all of them).
+    pub wait: FixedVec<&'a str, MAX_LAUNCH>,
     /// `serial=`.
     pub serial_port: u16,
     /// `test=`.
@@ -149,6 +153,7 @@ impl Default for HvCmdline<'_> {
             log_level: LogLevel::default(),
             child_pool: None,
             launch: FixedVec::new(),
+            wait: FixedVec::new(),
             serial_port: DEFAULT_SERIAL_PORT,
             test: None,
             warnings: FixedVec::new(),
@@ -192,6 +197,7 @@ pub fn parse(line: &str) -> Result<HvCmdline<'_>, CmdlineError<'_>> {
                 out.serial_port = port.map_err(|p| err("serial", value, p))?;
             }
             "launch" => out.launch = parse_names(value).map_err(|p| err("launch", value, p))?,
+            "wait" => out.wait = parse_names(value).map_err(|p| err("wait", value, p))?,
             "test" => {
                 check_name(value).map_err(|p| err("test", value, p))?;
                 out.test = Some(value);
@@ -288,9 +294,12 @@ mod tests {
         assert_eq!(c.log_level, LogLevel::Debug);
         assert_eq!(c.child_pool, Some(64 << 20));
         assert_eq!(c.launch.as_slice(), &["root", "guest-1"]);
+        assert!(c.wait.is_empty());
         assert_eq!(c.serial_port, 0x2F8);
         assert_eq!(c.test, Some("fault"));
         assert!(c.warnings.is_empty());
+        let c = parse("launch=spin,hello wait=hello").unwrap();
+        assert_eq!(c.wait.as_slice(), &["hello"]);
     }
 
     #[test]
