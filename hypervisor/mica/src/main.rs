@@ -15,6 +15,7 @@ mod serial;
 mod shutdown;
 #[cfg(feature = "test-hooks")]
 mod test_hooks;
+mod vmm;
 
 use core::fmt::Display;
 
@@ -203,7 +204,27 @@ extern "C" fn mica_main(magic: u32, info_addr: u32) -> ! {
         warn!("test={test} ignored: this image is built without test hooks");
     }
 
-    info!("no partitions to run yet; shutting down");
+    if options.launch.as_slice().is_empty() {
+        info!("nothing to launch (launch= is empty); shutting down");
+        shutdown::exit(ExitStatus::Success);
+    }
+    let apic = arch::lapic::physical_base();
+    if let Err(error) = memory::map_mmio(apic, 4096) {
+        fatal("local APIC", error);
+    }
+    arch::lapic::init(apic);
+    match vmm::run_launch_list(
+        &boot,
+        options.launch.as_slice(),
+        options.wait.as_slice(),
+        options.child_pool,
+        &cpu,
+    ) {
+        Ok(failed) => {
+            info!("all partitions stopped ({failed} did not exit with status 0); shutting down")
+        }
+        Err(error) => fatal("launch", error),
+    }
     shutdown::exit(ExitStatus::Success)
 }
 

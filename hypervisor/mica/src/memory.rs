@@ -29,6 +29,9 @@ static HEAP: linked_list_allocator::LockedHeap = linked_list_allocator::LockedHe
 /// The frame allocator, once memory is initialised.
 pub static FRAMES: Mutex<Option<FrameAllocator<'static>>> = Mutex::new(None);
 
+/// The hypervisor's page-table root and format, once its tables are live.
+static TABLES: Mutex<Option<(u64, LongMode)>> = Mutex::new(None);
+
 /// Why memory could not be set up (printed on serial before a clean stop).
 #[derive(Debug)]
 pub enum MemoryError {
@@ -44,6 +47,8 @@ pub enum MemoryError {
     Heap(frame_alloc::FrameError),
     /// Too many memory-map ranges to process.
     TooManyRanges,
+    /// Called before [`init`] succeeded.
+    NotInitialised,
 }
 
 impl core::fmt::Display for MemoryError {
@@ -59,6 +64,7 @@ impl core::fmt::Display for MemoryError {
             Self::Map(e, what) => write!(f, "Mapping {what}: {e}"),
             Self::Heap(e) => write!(f, "Heap: {e}"),
             Self::TooManyRanges => write!(f, "Memory map has more than {MAX_RANGES} ranges"),
+            Self::NotInitialised => write!(f, "Memory is not initialised yet"),
         }
     }
 }
@@ -106,7 +112,7 @@ impl Ranges {
 }
 
 /// Page-table memory reached through the identity map.
-struct IdentityTables;
+pub struct IdentityTables;
 
 impl TableMemory for IdentityTables {
     fn read_entry(&self, table: u64, index: usize) -> u64 {
@@ -221,7 +227,31 @@ pub fn init(
         heap: range(heap_start, heap_start + HEAP_SIZE),
     };
     *FRAMES.lock() = Some(frames);
+    *TABLES.lock() = Some((root, format));
     Ok(summary)
+}
+
+/// Maps a device's register range (e.g. the local APIC) uncached, read-write, never executable.
+pub fn map_mmio(start: u64, len: u64) -> Result<(), MemoryError> {
+    let (root, format) = (*TABLES.lock()).ok_or(MemoryError::NotInitialised)?;
+    let mut frames_guard = FRAMES.lock();
+    let frames = frames_guard.as_mut().ok_or(MemoryError::NotInitialised)?;
+    let mut memory = IdentityTables;
+    let mut tables = PageTables::new(&mut memory, root, format)
+        .map_err(|e| MemoryError::Map(e, "page-table root"))?;
+    let region = range(start, start.saturating_add(len)).align_outward();
+    if tables.translate(region.start).is_some() {
+        // Already mapped (e.g. inside a RAM range of an unusual memory map).
+        return Ok(());
+    }
+    map(
+        &mut tables,
+        &mut TableFrames(frames),
+        region,
+        MapFlags::WRITABLE | MapFlags::NO_CACHE | MapFlags::GLOBAL,
+        HugePages::Forbidden,
+        "device registers",
+    )
 }
 
 fn map_hypervisor<M: TableMemory>(

@@ -87,6 +87,36 @@ mica_isr_common:
     call mica_exception
     ud2
 
+/* Interrupts (vectors 32-255): the timer counts and acknowledges; every other vector is
+ * ignored (the PICs are masked, so only spurious interrupts can arrive there). Caller-saved
+ * registers are preserved; these handlers return. */
+.global mica_irq_timer
+mica_irq_timer:
+    push %rax
+    push %rcx
+    push %rdx
+    push %rsi
+    push %rdi
+    push %r8
+    push %r9
+    push %r10
+    push %r11
+    cld
+    call mica_timer_irq
+    pop %r11
+    pop %r10
+    pop %r9
+    pop %r8
+    pop %rdi
+    pop %rsi
+    pop %rdx
+    pop %rcx
+    pop %rax
+    iretq
+.global mica_irq_ignore
+mica_irq_ignore:
+    iretq
+
 .section .rodata.mica_isr, "a"
 .balign 8
 .global mica_isr_table
@@ -105,6 +135,8 @@ mica_isr_table:
 
 unsafe extern "C" {
     static mica_isr_table: [u64; 32];
+    fn mica_irq_timer();
+    fn mica_irq_ignore();
 }
 
 /// The frame the entry stubs build, lowest address first.
@@ -182,7 +214,8 @@ struct Idt([Gate; 256]);
 
 static IDT: Once<Idt> = Once::new();
 
-/// Builds and loads the IDT: vectors 0-31 go to the dump stubs, each on an IST stack.
+/// Builds and loads the IDT: vectors 0-31 go to the dump stubs, each on an IST stack; the
+/// local APIC timer vector counts ticks; every other vector returns at once.
 pub fn init() {
     let idt = IDT.call_once(|| {
         let mut idt = Idt([Gate::ABSENT; 256]);
@@ -197,6 +230,13 @@ pub fn init() {
             };
             idt.0[vector] = Gate::interrupt(stub, ist);
         }
+        // Interrupts run on the current stack (they are taken only in the run loop's short
+        // STI windows, on the boot stack).
+        for gate in idt.0.iter_mut().skip(32) {
+            *gate = Gate::interrupt(mica_irq_ignore as *const () as u64, 0);
+        }
+        idt.0[usize::from(super::lapic::TIMER_VECTOR)] =
+            Gate::interrupt(mica_irq_timer as *const () as u64, 0);
         idt
     });
     let pointer = DescriptorTablePointer {

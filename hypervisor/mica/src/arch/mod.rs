@@ -3,6 +3,8 @@
 
 pub mod exceptions;
 pub mod gdt;
+pub mod lapic;
+pub mod svm;
 
 use boot_entry::ImageLayout;
 
