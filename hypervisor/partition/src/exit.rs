@@ -223,6 +223,11 @@ fn stop<P: MemoryPool, S: SecondLevel, H: HostPhysMemory>(
     ExitAction::StopPartition { reason }
 }
 
+/// #DF.
+pub const VECTOR_DF: u8 = 8;
+/// Last byte of the 64-bit IDT gate for #DF: an IDT limit below it cannot deliver #DF.
+const DF_GATE_END: u32 = 8 * 16 + 15;
+
 const GP: ExitAction = ExitAction::Inject {
     vector: VECTOR_GP,
     error_code: Some(0),
@@ -336,7 +341,21 @@ where
         }
         ExitEvent::TripleFault => stop(manager, id, StopReason::TripleFault),
         ExitEvent::ExternalInterrupt | ExitEvent::Nmi => RETRY,
-        ExitEvent::Exception { vector, error_code } => ExitAction::Inject { vector, error_code },
+        ExitEvent::Exception { vector, error_code } => {
+            // A double fault the guest's IDT cannot even hold (64-bit gates are 16 bytes) can
+            // only end in a shutdown; stop it here as the triple fault it will become. Backends
+            // intercept #DF because some (Bochs 2.7 SVM) reset the whole machine on a guest
+            // shutdown instead of exiting with the SHUTDOWN intercept.
+            let idt_limit = partition
+                .vcpus
+                .get(&vp_index)
+                .map_or(0, |vcpu| vcpu.regs.idtr.limit);
+            if vector == VECTOR_DF && u32::from(idt_limit) < DF_GATE_END {
+                stop(manager, id, StopReason::TripleFault)
+            } else {
+                ExitAction::Inject { vector, error_code }
+            }
+        }
         ExitEvent::TimerPreempt => ExitAction::Yield,
         ExitEvent::InvalidState => stop(manager, id, StopReason::InvalidState),
         ExitEvent::Unknown { code } => stop(manager, id, StopReason::UnhandledExit { code }),

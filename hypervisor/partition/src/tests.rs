@@ -889,6 +889,34 @@ fn memory_faults() {
 }
 
 #[test]
+fn double_fault_is_reinjected_unless_the_idt_cannot_hold_it() {
+    let mut m = manager(16);
+    let a = running_child(&mut m, 2);
+    let b = running_child(&mut m, 2);
+    let df = ExitEvent::Exception {
+        vector: 8,
+        error_code: Some(0),
+    };
+    m.vcpu_mut(a, 0).unwrap().regs.idtr.limit = 8 * 16 + 15;
+    assert_eq!(
+        exit(&mut m, a, df),
+        ExitAction::Inject {
+            vector: 8,
+            error_code: Some(0)
+        }
+    );
+    // One byte short of the #DF gate: delivery must fail, so it is the triple fault to come.
+    m.vcpu_mut(b, 0).unwrap().regs.idtr.limit = 8 * 16 + 14;
+    assert_eq!(
+        exit(&mut m, b, df),
+        ExitAction::StopPartition {
+            reason: StopReason::TripleFault
+        }
+    );
+    assert_eq!(m.partition(a).unwrap().state(), PartitionState::Running);
+}
+
+#[test]
 fn halt_wake_and_other_exits() {
     let mut m = manager(16);
     let a = running_child(&mut m, 2);
