@@ -73,7 +73,10 @@ fn boot() -> Result<()> {
         })
     };
     println!("boot_instructions: {}", measured("entry_to_ready_tsc")?);
-    println!("trampoline_instructions: {}", measured("entry_to_main_tsc")?);
+    println!(
+        "trampoline_instructions: {}",
+        measured("entry_to_main_tsc")?
+    );
     println!("image_size_bytes: {}", file_size(&built.elf)?);
     Ok(())
 }
@@ -128,7 +131,10 @@ mod tests {
             ),
             Some(2)
         );
-        assert_eq!(bench_value("bench: entry_to_ready_tsc=abc\n", "entry_to_ready_tsc"), None);
+        assert_eq!(
+            bench_value("bench: entry_to_ready_tsc=abc\n", "entry_to_ready_tsc"),
+            None
+        );
         assert_eq!(bench_value("MICA READY\n", "entry_to_ready_tsc"), None);
     }
 }

@@ -22,7 +22,12 @@ pub struct Images {
     pub test_elf: PathBuf,
     /// `mica-test.iso`.
     pub test_iso: PathBuf,
+    /// `guests/test_guest.elf`: the test guest kernel, passed to the hypervisor as a module.
+    pub test_guest: PathBuf,
 }
+
+/// Package of the test guest kernel (`tests/guests/test_guest`).
+pub const TEST_GUEST_PACKAGE: &str = "test_guest";
 
 /// Builds both ELFs (release unless `debug`), checks their Multiboot headers, makes the ISOs
 /// and prints the sizes.
@@ -40,6 +45,19 @@ pub fn build(debug: bool) -> Result<Images> {
     let hooks_target = target.join(TEST_HOOKS_FEATURE);
     cargo_build(&target, debug, false)?;
     cargo_build(&hooks_target, debug, true)?;
+    let mut guest = process::cargo();
+    guest.args([
+        "build",
+        "-p",
+        TEST_GUEST_PACKAGE,
+        "--target",
+        BARE_METAL_TARGET,
+    ]);
+    if !debug {
+        guest.arg("--release");
+    }
+    guest.arg("--target-dir").arg(&target);
+    process::run(&mut guest)?;
 
     let out = workspace::artifacts_dir();
     fs::create_dir_all(&out).map_err(io_err("create", &out))?;
@@ -48,7 +66,10 @@ pub fn build(debug: bool) -> Result<Images> {
         iso: out.join("mica.iso"),
         test_elf: out.join("mica-test.elf"),
         test_iso: out.join("mica-test.iso"),
+        test_guest: out.join("guests").join("test_guest.elf"),
     };
+    let guests = out.join("guests");
+    fs::create_dir_all(&guests).map_err(io_err("create", &guests))?;
     let built = |dir: &Path| {
         dir.join(BARE_METAL_TARGET)
             .join(profile)
@@ -56,6 +77,13 @@ pub fn build(debug: bool) -> Result<Images> {
     };
     copy(&built(&target), &images.elf)?;
     copy(&built(&hooks_target), &images.test_elf)?;
+    copy(
+        &target
+            .join(BARE_METAL_TARGET)
+            .join(profile)
+            .join(TEST_GUEST_PACKAGE),
+        &images.test_guest,
+    )?;
 
     check_multiboot(&images.elf)?;
     check_multiboot(&images.test_elf)?;
@@ -63,7 +91,13 @@ pub fn build(debug: bool) -> Result<Images> {
     make_iso(&images.test_elf, "", &images.test_iso)?;
 
     println!("images ({profile}) in {}:", out.display());
-    for path in [&images.elf, &images.iso, &images.test_elf, &images.test_iso] {
+    for path in [
+        &images.elf,
+        &images.iso,
+        &images.test_elf,
+        &images.test_iso,
+        &images.test_guest,
+    ] {
         println!("  {:<16} {:>10} bytes", file_name(path), file_size(path)?);
     }
     Ok(images)
@@ -129,99 +163,9 @@ fn check_multiboot(elf: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The GRUB configuration: no menu delay, console on the serial port, one Multiboot2 entry.
-///
-/// # Errors
-/// A command line GRUB cannot be given (a word containing a single quote).
-pub fn grub_cfg(cmdline: &str) -> Result<String> {
-    let mut entry = String::from("multiboot2 /boot/mica.elf");
-    for word in cmdline.split_whitespace() {
-        entry.push(' ');
-        entry.push_str(&grub_word(word)?);
-    }
-    Ok(format!(
-        "set timeout=0\n\
-         set default=0\n\
-         serial --unit=0 --speed=115200\n\
-         terminal_input serial console\n\
-         terminal_output serial console\n\
-         menuentry \"Mica\" {{\n    {entry}\n    boot\n}}\n"
-    ))
-}
-
-/// One command-line word as GRUB's parser must see it: single-quoted unless plain.
-fn grub_word(word: &str) -> Result<String> {
-    if word.contains('\'') {
-        bail!("Kernel command line word {word:?} contains a single quote, which GRUB cannot pass");
-    }
-    let plain = word
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "=,._:/+-".contains(c));
-    Ok(if plain {
-        word.to_owned()
-    } else {
-        format!("'{word}'")
-    })
-}
-
 /// Makes a GRUB rescue ISO at `iso` that boots `elf` (as `/boot/mica.elf`) with `cmdline`.
 pub fn make_iso(elf: &Path, cmdline: &str, iso: &Path) -> Result<()> {
-    let stem = iso
-        .file_stem()
-        .map_or_else(|| "iso".into(), |s| s.to_string_lossy().into_owned());
-    let staging = iso.with_file_name(format!("{stem}.root"));
-    match fs::remove_dir_all(&staging) {
-        Ok(()) => {}
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-        Err(err) => bail!("Cannot clear {}: {err}", staging.display()),
-    }
-    let grub_dir = staging.join("boot").join("grub");
-    fs::create_dir_all(&grub_dir).map_err(io_err("create", &grub_dir))?;
-    copy(elf, &staging.join("boot").join("mica.elf"))?;
-    let cfg = grub_dir.join("grub.cfg");
-    fs::write(&cfg, grub_cfg(cmdline)?).map_err(io_err("write", &cfg))?;
-    // grub-mkrescue is chatty (xorriso progress): show its output only if it fails.
-    process::output(
-        Command::new("grub-mkrescue")
-            .arg("-o")
-            .arg(iso)
-            .arg(&staging),
-    )?;
-    let _ = fs::remove_dir_all(&staging);
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn grub_cfg_boots_one_multiboot2_entry_on_serial() {
-        let cfg = grub_cfg("").expect("empty");
-        let lines: Vec<&str> = cfg.lines().map(str::trim).collect();
-        for expected in [
-            "set timeout=0",
-            "serial --unit=0 --speed=115200",
-            "terminal_input serial console",
-            "terminal_output serial console",
-            "multiboot2 /boot/mica.elf",
-            "boot",
-        ] {
-            assert!(lines.contains(&expected), "{expected:?} missing in\n{cfg}");
-        }
-        assert_eq!(
-            lines.iter().filter(|l| l.starts_with("menuentry")).count(),
-            1
-        );
-    }
-
-    #[test]
-    fn command_line_words_are_quoted_for_grub() {
-        let cfg = grub_cfg("test=fault  log=debug;x").expect("quotable");
-        assert!(
-            cfg.contains("multiboot2 /boot/mica.elf test=fault 'log=debug;x'\n"),
-            "{cfg}"
-        );
-        assert!(grub_cfg("it's").is_err());
-    }
+    emu_harness::IsoSpec::new(elf, cmdline)
+        .write(iso)
+        .map_err(|err| process::Error(format!("Cannot make {}: {err}", iso.display())))
 }

@@ -23,8 +23,8 @@ use partition::{
     VcpuRef, VcpuRegisters, handle_exit,
 };
 use svm::{
-    AsidAllocator, Event, IOPM_SIZE, IoPermissionMap, MSRPM_SIZE, MsrPermissionMap, SvmExit,
-    TlbControl, Vmcb, VmcbSegment,
+    AsidAllocator, Event, ExceptionIntercepts, IOPM_SIZE, IoPermissionMap, MSRPM_SIZE,
+    MsrPermissionMap, SvmExit, TlbControl, Vmcb, VmcbSegment,
 };
 use zerocopy::FromZeros;
 
@@ -401,6 +401,10 @@ impl Runner {
             physical(&*self.msrpm),
         );
         vmcb.control.set_tlb_control(grant.first_run);
+        // #DF too: `partition` stops a guest whose IDT cannot deliver it (the shutdown to
+        // come), which also covers emulators that reset instead of exiting on SHUTDOWN.
+        let exceptions = vmcb.control.exception_intercepts() | ExceptionIntercepts::DF;
+        vmcb.control.set_exception_intercepts(exceptions);
         self.vcpus.insert(
             (id.0, 0),
             SvmVcpu {
@@ -778,7 +782,9 @@ fn apply_initial_state(regs: &mut VcpuRegisters, state: &guest_loader::InitialSt
     regs.gprs[Gpr::Rsp as usize] = state.rsp;
     regs.gprs[Gpr::Rdi as usize] = state.rdi;
     regs.rip = state.rip;
-    regs.rflags = state.rflags;
+    // IF set: guests get no virtual interrupts (none are injected), and Bochs gates physical
+    // interrupts on the guest IF even with V_INTR_MASKING, which would stop preemption.
+    regs.rflags = state.rflags | RFLAGS_IF;
     regs.cr0 = state.cr0;
     regs.cr3 = state.cr3;
     regs.cr4 = state.cr4;
@@ -848,6 +854,7 @@ fn from_vmcb_segment(s: &VmcbSegment) -> SegmentRegister {
 }
 
 const EFER_SVME: u64 = 1 << 12;
+const RFLAGS_IF: u64 = 1 << 9;
 
 /// Architecture-neutral registers -> VMCB save area and the GPR block.
 fn load_registers(vmcb: &mut Vmcb, gprs: &mut GuestGprs, r: &VcpuRegisters) {

@@ -37,6 +37,14 @@ pub fn artifact(file: &str) -> PathBuf {
 }
 
 /// The release hypervisor ELF (Multiboot1 and Multiboot2 headers).
+/// The artifacts folder (`MICA_ARTIFACTS`), for files a test makes itself (scenario ISOs).
+pub fn artifact_dir() -> PathBuf {
+    match std::env::var_os(ARTIFACTS_ENV).filter(|d| !d.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => panic!("{ARTIFACTS_ENV} is not set: run via `cargo xtask test`"),
+    }
+}
+
 pub fn mica_elf() -> PathBuf {
     artifact("mica.elf")
 }
@@ -47,6 +55,11 @@ pub fn mica_iso() -> PathBuf {
 }
 
 /// The hypervisor built with `--features test-hooks` (`test=fault`, `test=panic`).
+/// The test guest kernel (`tests/guests/test_guest`), given to the hypervisor as a module.
+pub fn test_guest_elf() -> PathBuf {
+    artifact("guests/test_guest.elf")
+}
+
 pub fn mica_test_elf() -> PathBuf {
     artifact("mica-test.elf")
 }

@@ -27,6 +27,7 @@
 #![forbid(unsafe_code)]
 
 mod bochs;
+mod iso;
 mod outcome;
 mod qemu;
 mod runner;
@@ -35,6 +36,7 @@ mod verdict;
 use std::path::PathBuf;
 
 pub use bochs::{BOCHS_DEBUGGER_COMMANDS, BochsConfig, BochsCpu, UnknownBochsCpu};
+pub use iso::IsoSpec;
 pub use outcome::RunOutcome;
 pub use qemu::{QemuBoot, QemuConfig, SerialSink};
 pub use runner::{Console, Emulator, LOG_DIR_ENV, RunOptions, run, try_run};
@@ -66,6 +68,14 @@ pub enum HarnessError {
         /// The underlying error.
         #[source]
         source: std::io::Error,
+    },
+    /// A helper tool (e.g. `grub-mkrescue`) failed.
+    #[error("{program} failed: {output}")]
+    Tool {
+        /// The tool.
+        program: String,
+        /// What it printed on stderr.
+        output: String,
     },
     /// The emulator process could not be started.
     #[error("Cannot start {program:?} (is it installed? `cargo xtask` installs it)")]

@@ -18,8 +18,9 @@ pub enum QemuBoot {
         elf: PathBuf,
         /// Kernel command line (`-append`).
         cmdline: String,
-        /// Multiboot modules (`-initrd a,b`), in order. Paths must not contain commas.
-        modules: Vec<PathBuf>,
+        /// Multiboot modules (`-initrd "a args,b args"`), in order: file and the module's
+        /// command line after the file name. Paths must not contain commas.
+        modules: Vec<(PathBuf, String)>,
     },
     /// `-cdrom ISO`: a GRUB rescue ISO, loading the image with Multiboot2.
     Iso(PathBuf),
@@ -82,6 +83,16 @@ impl QemuConfig {
         Self::with_boot(QemuBoot::Iso(iso.into()))
     }
 
+    /// Adds a Multiboot module with its command line (only for `-kernel` boots; an ISO
+    /// carries its modules itself, see [`crate::IsoSpec`]).
+    #[must_use]
+    pub fn module(mut self, file: impl Into<PathBuf>, cmdline: impl Into<String>) -> Self {
+        if let QemuBoot::Kernel { modules, .. } = &mut self.boot {
+            modules.push((file.into(), cmdline.into()));
+        }
+        self
+    }
+
     /// Sets the CPU model.
     #[must_use]
     pub fn cpu(mut self, cpu: impl Into<String>) -> Self {
@@ -114,7 +125,7 @@ impl QemuConfig {
     pub fn input_files(&self) -> Vec<&Path> {
         match &self.boot {
             QemuBoot::Kernel { elf, modules, .. } => core::iter::once(elf.as_path())
-                .chain(modules.iter().map(PathBuf::as_path))
+                .chain(modules.iter().map(|(path, _)| path.as_path()))
                 .collect(),
             QemuBoot::Iso(iso) => vec![iso.as_path()],
         }
@@ -162,15 +173,21 @@ impl QemuConfig {
                 push(cmdline);
                 if !modules.is_empty() {
                     let mut list = Vec::with_capacity(modules.len());
-                    for module in modules {
+                    for (module, args) in modules {
                         let text = utf8(module)?;
-                        if text.contains(',') {
+                        if text.contains(',') || text.contains(' ') {
                             return Err(HarnessError::UnusablePath {
                                 path: module.clone(),
-                                reason: "module paths must not contain ','",
+                                reason: "module paths must not contain ',' or spaces",
                             });
                         }
-                        list.push(text);
+                        // QEMU reads ",," as a literal comma inside one module's string.
+                        let args = args.replace(',', ",,");
+                        list.push(if args.is_empty() {
+                            text.to_owned()
+                        } else {
+                            format!("{text} {args}")
+                        });
                     }
                     push("-initrd");
                     push(&list.join(","));
@@ -243,19 +260,15 @@ mod tests {
 
     #[test]
     fn modules_are_joined_and_commas_rejected() {
-        let mut config = QemuConfig::kernel("/k", "");
-        if let QemuBoot::Kernel { modules, .. } = &mut config.boot {
-            modules.push("/m/root.img".into());
-            modules.push("/m/initrd".into());
-        }
+        let mut config = QemuConfig::kernel("/k", "")
+            .module("/m/root.img", "")
+            .module("/m/guest.elf", "g1 fuzz 10,20");
         let args = strings(config.args(&SerialSink::Stdio).expect("valid"));
         let at = args.iter().position(|a| a == "-initrd").expect("-initrd");
-        assert_eq!(args[at + 1], "/m/root.img,/m/initrd");
+        assert_eq!(args[at + 1], "/m/root.img,/m/guest.elf g1 fuzz 10,,20");
         assert_eq!(config.input_files().len(), 3);
 
-        if let QemuBoot::Kernel { modules, .. } = &mut config.boot {
-            modules.push("/m/bad,name".into());
-        }
+        config = config.module("/m/bad,name", "");
         let err = config.args(&SerialSink::Stdio).expect_err("comma");
         assert!(matches!(err, HarnessError::UnusablePath { .. }));
     }
