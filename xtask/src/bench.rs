@@ -25,6 +25,16 @@ pub enum Bench {
     /// `boot_instructions: N` (first instruction to READY), `trampoline_instructions: N`
     /// (first instruction to the first Rust instruction, same run) and `image_size_bytes: N`.
     Boot,
+    /// Run the test guest's hypercall loops under QEMU with instruction counting; print
+    /// `null_hypercall_instructions: N` (HvCallNotifyLongSpinWait round trip from a guest
+    /// loop), `ioio_instructions: N` (an OUT to the debug port, round trip) and
+    /// `create_to_first_instruction: N` (hypervisor starts creating the partition to the
+    /// guest's first instruction), all exact and identical on every run.
+    Hypercall {
+        /// Loop iterations per measurement.
+        #[arg(long, default_value_t = 10_000)]
+        iterations: u32,
+    },
     /// Run the VMBus ring benchmark (`vsp_vsc_harness`'s `vmbus-bench`, release build);
     /// arguments after `--` go to it.
     Vmbus {
@@ -42,6 +52,7 @@ pub enum Bench {
 pub fn run(bench: &Bench) -> Result<()> {
     match bench {
         Bench::Boot => boot(),
+        Bench::Hypercall { iterations } => hypercall(*iterations),
         Bench::Vmbus { args } => vmbus(args),
     }
 }
@@ -81,15 +92,78 @@ fn boot() -> Result<()> {
     Ok(())
 }
 
-/// The number on the last `bench: <name>=<N>` line of a serial log.
+/// The value of `name` on the last `bench: ... name=N ...` line of a serial log (the line
+/// may carry a prefix, e.g. a guest's `[2 bench] `, and several `key=value` pairs).
 pub fn bench_value(serial: &str, name: &str) -> Option<u64> {
     serial.lines().rev().find_map(|line| {
-        let (key, value) = line.trim().strip_prefix(BENCH_PREFIX)?.split_once('=')?;
-        if key != name {
-            return None;
-        }
-        value.split_whitespace().next()?.parse().ok()
+        let (_, pairs) = line.split_once(BENCH_PREFIX)?;
+        pairs.split_whitespace().find_map(|pair| {
+            let (key, value) = pair.split_once('=')?;
+            if key == name {
+                value.parse().ok()
+            } else {
+                None
+            }
+        })
     })
+}
+
+/// Runs the test guest with `args` under QEMU with instruction counting; returns the serial.
+fn guest_run(built: &images::Images, name: &str, args: &str) -> Result<String> {
+    let config = QemuConfig::kernel(&built.elf, "launch=bench")
+        .module(&built.test_guest, format!("bench {args}"))
+        .icount(true);
+    let options = RunOptions::new(name, Duration::from_secs(300))
+        .log_root(workspace::artifacts_dir().join("bench-logs"));
+    let outcome = try_run(&config.into(), &options)?;
+    if !outcome.succeeded() || !outcome.serial.contains("exited with status 0") {
+        let kept = outcome.keep_logs()?;
+        bail!(
+            "The {name} run ended with {} (logs: {})",
+            outcome.exit,
+            kept.display()
+        );
+    }
+    Ok(outcome.serial.clone())
+}
+
+fn hypercall(iterations: u32) -> Result<()> {
+    let built = images::build(false)?;
+    tools::ensure_packages(&[Need::Qemu])?;
+    let value = |serial: &str, name: &str| {
+        bench_value(serial, name).ok_or_else(|| {
+            process::Error(format!(
+                "No `{BENCH_PREFIX}{name}=<N>` line in the serial output"
+            ))
+        })
+    };
+    let per_iteration = |serial: &str, total: &str| -> Result<u64> {
+        let iterations = value(serial, "iterations")?.max(1);
+        Ok(value(serial, total)? / iterations)
+    };
+    let serial = guest_run(
+        &built,
+        "bench_null_hypercall",
+        &format!("bench-null-hypercall {iterations}"),
+    )?;
+    println!(
+        "null_hypercall_instructions: {}",
+        per_iteration(&serial, "null_hypercall_tsc_total")?
+    );
+    let serial = guest_run(&built, "bench_ioio", &format!("bench-ioio {iterations}"))?;
+    println!(
+        "ioio_instructions: {}",
+        per_iteration(&serial, "ioio_tsc_total")?
+    );
+    let serial = guest_run(&built, "bench_first_instruction", "first-instruction")?;
+    let created = value(&serial, "partition_create_tsc")?;
+    let first = value(&serial, "guest_first_tsc")?;
+    println!(
+        "create_to_first_instruction: {}",
+        first.saturating_sub(created)
+    );
+    println!("iterations: {iterations}");
+    Ok(())
 }
 
 fn vmbus(args: &[String]) -> Result<()> {

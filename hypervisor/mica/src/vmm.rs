@@ -28,8 +28,8 @@ use svm::{
 };
 use zerocopy::FromZeros;
 
-use crate::arch::lapic;
 use crate::arch::svm::{self as svm_hw, GuestGprs};
+use crate::arch::{fpu, lapic};
 use crate::memory::{FRAMES, IdentityTables};
 use crate::println;
 
@@ -172,6 +172,8 @@ fn physical<T>(value: &T) -> u64 {
 /// What SVM keeps per vCPU.
 struct SvmVcpu {
     vmcb: Box<Vmcb>,
+    /// x87/SSE/AVX state while another vCPU owns the registers.
+    fpu: Box<fpu::FpuArea>,
     gprs: GuestGprs,
     /// RIP after the exiting instruction, from the last decoded exit.
     next_rip: u64,
@@ -194,6 +196,9 @@ struct Runner {
     msrpm: Box<Aligned<MSRPM_SIZE>>,
     nrip: bool,
     last_tick: u64,
+    fpu_mode: fpu::Mode,
+    /// The vCPU whose FPU state is live in the registers.
+    fpu_owner: Option<(u64, u32)>,
 }
 
 /// Splits a module command line into (label, guest arguments). A leading path (QEMU and
@@ -258,6 +263,8 @@ pub fn run_launch_list(
         msrpm,
         nrip,
         last_tick: lapic::ticks(),
+        fpu_mode: fpu::enable(cpu.paging.xsave, avx_supported()),
+        fpu_owner: None,
     };
     for label in launch {
         runner.launch(boot, label)?;
@@ -277,6 +284,11 @@ pub fn run_launch_list(
     runner.run();
     lapic::disarm();
     Ok(runner.report())
+}
+
+/// CPUID.1:ECX.AVX (bit 28): AVX state may be enabled in XCR0.
+fn avx_supported() -> bool {
+    core::arch::x86_64::__cpuid_count(1, 0).ecx & (1 << 28) != 0
 }
 
 fn reserve_pool(bytes: u64) -> Result<ChildPool, LaunchError> {
@@ -316,6 +328,7 @@ fn root_caller() -> CallerContext {
 
 impl Runner {
     fn launch(&mut self, boot: &BootInfo, label: &str) -> Result<(), LaunchError> {
+        println!("bench: partition_create_tsc={}", crate::arch::rdtsc());
         let module = boot
             .modules
             .as_slice()
@@ -409,6 +422,7 @@ impl Runner {
             (id.0, 0),
             SvmVcpu {
                 vmcb,
+                fpu: Box::new(fpu::FpuArea::new()),
                 gprs: GuestGprs::default(),
                 next_rip: 0,
             },
@@ -476,6 +490,20 @@ impl Runner {
             return;
         };
         load_registers(&mut backend.vmcb, &mut backend.gprs, &regs);
+        if self.fpu_owner != Some(key) {
+            if let Some(owner) = self.fpu_owner
+                && let Some(previous) = self.vcpus.get_mut(&owner)
+            {
+                fpu::save(self.fpu_mode, &mut previous.fpu);
+            }
+            if let Some(backend) = self.vcpus.get(&key) {
+                fpu::restore(self.fpu_mode, &backend.fpu);
+            }
+            self.fpu_owner = Some(key);
+        }
+        let Some(backend) = self.vcpus.get_mut(&key) else {
+            return;
+        };
         if flush {
             backend
                 .vmcb

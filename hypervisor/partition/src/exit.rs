@@ -13,8 +13,8 @@ use crate::msr::{EFER_LMA, MsrContext, MsrEffect};
 use crate::partition::{MemoryAccess, PartitionState, StopReason};
 use crate::vcpu::{Gpr, RunState};
 
-/// The debug console port: byte writes append to the partition's console buffer; reads
-/// return 0xE9 (the Bochs "port E9 hack" convention, so guests can detect it).
+/// The debug console port: byte writes append to the partition's console buffer (NUL bytes
+/// are ignored); reads return 0xE9 (the Bochs "port E9 hack" convention, so guests can detect it).
 pub const DEBUG_CONSOLE_PORT: u16 = 0xE9;
 /// The exit port (like QEMU's isa-debug-exit): a write stops the partition with
 /// [`StopReason::Exited`] carrying the value written.
@@ -448,7 +448,11 @@ where
     };
     match (io.port, io.write) {
         (DEBUG_CONSOLE_PORT, true) => {
-            partition.console_write(&[io.value.to_le_bytes()[0]]);
+            let byte = io.value.to_le_bytes()[0];
+            // NUL is ignored: a cheap no-op I/O exit for guests (and benchmarks) to use.
+            if byte != 0 {
+                partition.console_write(&[byte]);
+            }
             ADVANCE
         }
         (DEBUG_CONSOLE_PORT, false) => {

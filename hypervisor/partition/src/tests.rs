@@ -776,6 +776,12 @@ fn debug_console_and_exit_ports() {
         );
     }
     assert_eq!(m.partition(child).unwrap().console().contents(), b"hi");
+    // NUL is a no-op write: advanced past, nothing recorded.
+    assert_eq!(
+        exit(&mut m, child, io(DEBUG_CONSOLE_PORT, 1, true, 0)),
+        ExitAction::Resume { advance_rip: true }
+    );
+    assert_eq!(m.partition(child).unwrap().console().contents(), b"hi");
     m.vcpu_mut(child, 0)
         .unwrap()
         .regs
@@ -811,7 +817,7 @@ fn debug_console_and_exit_ports() {
     assert_eq!(p.state(), PartitionState::Stopped);
     assert_eq!(p.stop_reason(), Some(StopReason::Exited(0x31)));
     assert_eq!(p.vcpu(0).unwrap().run_state(), RunState::Stopped);
-    assert_eq!(p.counters().exits(ExitKind::IoPort), 5);
+    assert_eq!(p.counters().exits(ExitKind::IoPort), 6);
     // A later exit of the stopped partition (another CPU) only reports the stop.
     assert_eq!(
         exit(&mut m, child, ExitEvent::Halt),

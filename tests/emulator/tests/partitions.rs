@@ -227,3 +227,36 @@ fn qemu_hostile_guest_100k_random_hypercalls() {
 fn bochs_ryzen_hostile_guest_100k_random_hypercalls() {
     check_fuzz(&FUZZ.bochs_ryzen());
 }
+
+const FPU: Scenario = Scenario {
+    name: "fpu_state",
+    cmdline: "launch=f1,f2",
+    guests: &[("f1", "fpu-check"), ("f2", "fpu-check")],
+};
+
+fn check_fpu(outcome: &RunOutcome) {
+    // Both load their own XMM pattern before either finishes spinning: they time-share the
+    // CPU's SSE registers, and each still finds its own values.
+    outcome
+        .expect_markers(&[
+            "[2 f1] fpu-check: XMM0-15 loaded",
+            "[3 f2] GUEST PASS fpu-check",
+        ])
+        .expect_markers(&[
+            "[3 f2] fpu-check: XMM0-15 loaded",
+            "[2 f1] GUEST PASS fpu-check",
+        ])
+        .expect_markers(&["MICA EXIT: success"])
+        .expect_no_marker("GUEST FAIL")
+        .expect_success();
+}
+
+#[test]
+fn qemu_fpu_state_is_per_vcpu() {
+    check_fpu(&FPU.qemu());
+}
+
+#[test]
+fn bochs_ryzen_fpu_state_is_per_vcpu() {
+    check_fpu(&FPU.bochs_ryzen());
+}

@@ -2,6 +2,7 @@
 //! exception path. Partitions never see these.
 
 pub mod exceptions;
+pub mod fpu;
 pub mod gdt;
 pub mod lapic;
 pub mod svm;

@@ -13,6 +13,8 @@ pub const DEFAULT_FUZZ_CALLS: u64 = 100_000;
 pub const DEFAULT_FUZZ_SEED: u64 = 1;
 /// Default iterations of the benchmarks.
 pub const DEFAULT_ITERATIONS: u64 = 10_000;
+/// Default spin iterations of `fpu-check` (several time slices under QEMU and Bochs).
+const DEFAULT_FPU_SPINS: u64 = 20_000_000;
 
 /// What the guest does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +58,12 @@ pub enum Command {
     },
     /// `first-instruction`: report the TSC read by the first instruction.
     FirstInstruction,
+    /// `fpu-check [N]`: fill XMM0-15 with a pattern of this partition, spin `N` loop
+    /// iterations (long enough to be preempted), check the registers are unchanged.
+    FpuCheck {
+        /// Spin iterations.
+        iterations: u64,
+    },
 }
 
 /// Why the argument string was refused.
@@ -118,6 +126,9 @@ impl Command {
                 iterations: next_number(&mut words)?.unwrap_or(DEFAULT_ITERATIONS),
             },
             "first-instruction" => Self::FirstInstruction,
+            "fpu-check" => Self::FpuCheck {
+                iterations: next_number(&mut words)?.unwrap_or(DEFAULT_FPU_SPINS),
+            },
             other => return Err(ArgsError::UnknownCommand(other)),
         };
         match words.next() {
@@ -140,6 +151,7 @@ impl Command {
             Self::BenchNullHypercall { .. } => "bench-null-hypercall",
             Self::BenchIoio { .. } => "bench-ioio",
             Self::FirstInstruction => "first-instruction",
+            Self::FpuCheck { .. } => "fpu-check",
         }
     }
 }
@@ -194,6 +206,7 @@ mod tests {
             ),
             ("bench-ioio", Command::BenchIoio { iterations: 10_000 }),
             ("first-instruction", Command::FirstInstruction),
+            ("fpu-check 5", Command::FpuCheck { iterations: 5 }),
         ];
         for (text, expected) in cases {
             let command = Command::parse(text).unwrap();

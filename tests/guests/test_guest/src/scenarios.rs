@@ -33,6 +33,7 @@ pub fn main(boot: &Boot<'_>) -> ! {
         Command::BenchNullHypercall { iterations } => bench_null_hypercall(iterations),
         Command::BenchIoio { iterations } => bench_ioio(iterations),
         Command::FirstInstruction => first_instruction(boot),
+        Command::FpuCheck { iterations } => fpu_check(boot, iterations),
     };
     match result {
         Ok(()) => {
@@ -305,6 +306,71 @@ fn touch_outside(boot: &Boot<'_>, addr: Option<u64>) -> Outcome {
 fn triple_fault() -> Outcome {
     gprintln!("GUEST TRIPLE-FAULT: empty IDT, then int3");
     cpu::triple_fault()
+}
+
+/// Loads the low quadword of XMM0-XMM15 with `values`.
+fn load_xmm(values: &[u64; 16]) {
+    // SAFETY: only writes XMM registers, which nothing else in this soft-float guest uses;
+    // `values` is a valid array of 16 quadwords (the pointer is read, not retained).
+    unsafe {
+        core::arch::asm!(
+            "movq xmm0, [{p}]", "movq xmm1, [{p} + 8]", "movq xmm2, [{p} + 16]",
+            "movq xmm3, [{p} + 24]", "movq xmm4, [{p} + 32]", "movq xmm5, [{p} + 40]",
+            "movq xmm6, [{p} + 48]", "movq xmm7, [{p} + 56]", "movq xmm8, [{p} + 64]",
+            "movq xmm9, [{p} + 72]", "movq xmm10, [{p} + 80]", "movq xmm11, [{p} + 88]",
+            "movq xmm12, [{p} + 96]", "movq xmm13, [{p} + 104]", "movq xmm14, [{p} + 112]",
+            "movq xmm15, [{p} + 120]",
+            p = in(reg) values.as_ptr(),
+            options(nostack, readonly),
+        );
+    }
+}
+
+/// Reads the low quadword of XMM0-XMM15.
+fn store_xmm() -> [u64; 16] {
+    let mut values = [0u64; 16];
+    // SAFETY: only reads XMM registers and writes the 128 bytes of `values`.
+    unsafe {
+        core::arch::asm!(
+            "movq [{p}], xmm0", "movq [{p} + 8], xmm1", "movq [{p} + 16], xmm2",
+            "movq [{p} + 24], xmm3", "movq [{p} + 32], xmm4", "movq [{p} + 40], xmm5",
+            "movq [{p} + 48], xmm6", "movq [{p} + 56], xmm7", "movq [{p} + 64], xmm8",
+            "movq [{p} + 72], xmm9", "movq [{p} + 80], xmm10", "movq [{p} + 88], xmm11",
+            "movq [{p} + 96], xmm12", "movq [{p} + 104], xmm13", "movq [{p} + 112], xmm14",
+            "movq [{p} + 120], xmm15",
+            p = in(reg) values.as_mut_ptr(),
+            options(nostack),
+        );
+    }
+    values
+}
+
+/// SSE state survives preemption by other partitions: each partition fills XMM0-15 with
+/// its own pattern, spins through several time slices, and checks the registers.
+fn fpu_check(boot: &Boot<'_>, iterations: u64) -> Outcome {
+    let id = boot.info.partition_id;
+    let mut expected = [0u64; 16];
+    for (i, slot) in expected.iter_mut().enumerate() {
+        *slot = id
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .wrapping_add(i as u64 * 0x0101_0101);
+    }
+    load_xmm(&expected);
+    gprintln!("fpu-check: XMM0-15 loaded for partition {id}; spinning {iterations} iterations");
+    for _ in 0..iterations {
+        spin_loop();
+    }
+    let found = store_xmm();
+    for (i, (&f, &e)) in found.iter().zip(&expected).enumerate() {
+        if f != e {
+            gprintln!("fpu-check: XMM{i} = {f:#018x}, expected {e:#018x}");
+            return Err(Failure(
+                "SSE registers changed while preempted",
+                Detail::None,
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn spin() -> Outcome {
