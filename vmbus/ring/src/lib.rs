@@ -10,7 +10,9 @@
 //!   between processes with feature `std`, guest pages later).
 //! - [`RingWriter`] / [`RingReader`]: the endpoints, with Linux's notification rules (signal on
 //!   empty-to-non-empty unless masked; signal a blocked writer when free space crosses its
-//!   `pending_send_sz`).
+//!   `pending_send_sz`). Each caches the peer's index, and both move packets one at a time or in
+//!   batches published with one index store ([`RingWriter::try_write_batch`],
+//!   [`RingReader::read_batch`]).
 //! - [`OutgoingPacket`] / [`Packet`]: typed builders and parser for in-band, transfer-page,
 //!   GPA-direct and completion packets.
 //!
@@ -41,7 +43,10 @@ pub use packet::{
     GpaDirect, GpaRange, GpaRangeView, OutgoingKind, OutgoingPacket, Packet, PacketError,
     PacketKind, TransferPages,
 };
-pub use ring::{CommitOutcome, ReadOutcome, RingReader, RingWriter, SpaceWait, WriteOutcome};
+pub use ring::{
+    BatchWriteOutcome, CommitOutcome, PacketBatch, PacketBatchIter, ReadBatch, ReadOutcome,
+    RingReader, RingWriter, SpaceWait, WriteOutcome,
+};
 #[cfg(all(not(loom), any(test, feature = "std")))]
 pub use shared_file::{SharedFileError, SharedFileRingMem};
 pub use wire::TransferPageRange;

@@ -171,6 +171,7 @@ pub struct OutgoingPacket<'a> {
 
 impl<'a> OutgoingPacket<'a> {
     /// An in-band data packet.
+    #[inline]
     pub fn in_band(transaction_id: u64, payload: &'a [u8]) -> Self {
         Self {
             kind: OutgoingKind::InBand,
@@ -223,6 +224,7 @@ impl<'a> OutgoingPacket<'a> {
     }
 
     /// The packet type on the wire.
+    #[inline]
     pub fn packet_type(&self) -> u16 {
         match self.kind {
             OutgoingKind::InBand => packet_type::DATA_INBAND,
@@ -233,6 +235,7 @@ impl<'a> OutgoingPacket<'a> {
     }
 
     /// Bytes before the payload: descriptor plus kind-specific header (a multiple of 8).
+    #[inline]
     pub fn header_len(&self) -> u64 {
         let extra = match self.kind {
             OutgoingKind::InBand | OutgoingKind::Completion => 0,
@@ -245,6 +248,7 @@ impl<'a> OutgoingPacket<'a> {
     }
 
     /// Packet length on the wire (`len8 * 8`): header plus padded payload.
+    #[inline]
     pub fn packet_len(&self) -> u64 {
         self.header_len()
             .saturating_add(align8(self.payload.len() as u64))
@@ -252,12 +256,18 @@ impl<'a> OutgoingPacket<'a> {
 
     /// Bytes the packet occupies in a ring: packet length plus the trailer. This is the value a
     /// blocked writer puts in `pending_send_sz`.
+    #[inline]
     pub fn ring_len(&self) -> u64 {
         self.packet_len().saturating_add(u64::from(TRAILER_LEN))
     }
 
-    /// The descriptor, if the lengths fit its 16-bit fields.
-    pub(crate) fn descriptor(&self) -> Option<PacketDescriptor> {
+    /// The descriptor's first 8 bytes (`type`, `offset8`, `len8`, `flags`, see
+    /// [`PacketDescriptor`]) as a little-endian word, if the lengths fit the 16-bit fields; the
+    /// other 8 bytes are the transaction id. An integer rather than a `PacketDescriptor` value so
+    /// the write path builds it in registers (moving the unaligned struct around stalls store
+    /// forwarding).
+    #[inline]
+    pub(crate) fn descriptor_head(&self) -> Option<u64> {
         let offset8 = u16::try_from(self.header_len() / u64::from(PACKET_ALIGN)).ok()?;
         let len8 = u16::try_from(self.packet_len() / u64::from(PACKET_ALIGN)).ok()?;
         let flags = if self.completion_requested {
@@ -265,19 +275,38 @@ impl<'a> OutgoingPacket<'a> {
         } else {
             0
         };
-        Some(PacketDescriptor {
-            packet_type: self.packet_type().into(),
-            offset8: offset8.into(),
-            len8: len8.into(),
-            flags: flags.into(),
-            transaction_id: self.transaction_id.into(),
-        })
+        Some(
+            u64::from(self.packet_type())
+                | u64::from(offset8) << 16
+                | u64::from(len8) << 32
+                | u64::from(flags) << 48,
+        )
     }
 
     /// Calls `emit` with the packet's bytes (without trailer) in pieces whose lengths are all
-    /// multiples of 8, in wire order. `descriptor` comes from [`Self::descriptor`].
-    pub(crate) fn emit(&self, descriptor: &PacketDescriptor, mut emit: impl FnMut(&[u8])) {
-        emit(descriptor.as_bytes());
+    /// multiples of 8, in wire order. `head` comes from [`Self::descriptor_head`].
+    #[inline]
+    pub(crate) fn emit(&self, head: u64, mut emit: impl FnMut(&[u8])) {
+        emit(&head.to_le_bytes());
+        emit(&self.transaction_id.to_le_bytes());
+        if !matches!(self.kind, OutgoingKind::InBand | OutgoingKind::Completion) {
+            self.emit_header(&mut emit);
+        }
+        let split = self.payload.len() - self.payload.len() % PACKET_ALIGN as usize;
+        let (whole, tail) = self.payload.split_at(split);
+        if !whole.is_empty() {
+            emit(whole);
+        }
+        if !tail.is_empty() {
+            let mut last = [0u8; PACKET_ALIGN as usize];
+            last[..tail.len()].copy_from_slice(tail);
+            emit(&last);
+        }
+    }
+
+    /// The kind-specific header of a transfer-page or GPA-direct packet (out of line: the
+    /// in-band fast path does not need it).
+    fn emit_header(&self, emit: &mut impl FnMut(&[u8])) {
         match self.kind {
             OutgoingKind::InBand | OutgoingKind::Completion => {}
             OutgoingKind::TransferPages {
@@ -311,16 +340,6 @@ impl<'a> OutgoingPacket<'a> {
                     }
                 }
             }
-        }
-        let split = self.payload.len() - self.payload.len() % PACKET_ALIGN as usize;
-        let (whole, tail) = self.payload.split_at(split);
-        if !whole.is_empty() {
-            emit(whole);
-        }
-        if !tail.is_empty() {
-            let mut last = [0u8; PACKET_ALIGN as usize];
-            last[..tail.len()].copy_from_slice(tail);
-            emit(&last);
         }
     }
 }
@@ -468,6 +487,9 @@ impl<'a> Iterator for GpaRanges<'a> {
 impl<'a> Packet<'a> {
     /// Parses a whole packet as [`RingReader`](crate::RingReader) returns it: descriptor through
     /// padding, exactly `len8 * 8` bytes, trailer excluded.
+    // Inlined into the caller's receive loop: returning the parsed packet through memory
+    // costs more than parsing it.
+    #[inline(always)]
     pub fn parse(bytes: &'a [u8]) -> Result<Self, PacketError> {
         let (descriptor, _) = PacketDescriptor::read_from_prefix(bytes)
             .map_err(|_| PacketError::TooShort { len: bytes.len() })?;
@@ -521,6 +543,7 @@ impl<'a> Packet<'a> {
     }
 
     /// Whether the sender asked for a completion.
+    #[inline]
     pub fn completion_requested(&self) -> bool {
         self.flags & FLAG_COMPLETION_REQUESTED != 0
     }

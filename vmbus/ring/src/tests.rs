@@ -828,3 +828,294 @@ mod index_math {
         }
     }
 }
+
+#[test]
+fn descriptor_head_matches_the_descriptor_layout() {
+    use zerocopy::IntoBytes;
+    let packet = OutgoingPacket::transfer_pages(0x1122_3344_5566_7788, 7, true, &[], &[1; 20])
+        .with_completion_requested(true);
+    let head = packet.descriptor_head().unwrap();
+    let descriptor = wire::PacketDescriptor {
+        packet_type: packet_type::DATA_USING_XFER_PAGES.into(),
+        offset8: 3.into(),
+        len8: 6.into(),
+        flags: wire::FLAG_COMPLETION_REQUESTED.into(),
+        transaction_id: 0x1122_3344_5566_7788.into(),
+    };
+    assert_eq!(&head.to_le_bytes()[..], &descriptor.as_bytes()[..8]);
+    let mut emitted = Vec::new();
+    packet.emit(head, |piece| emitted.extend_from_slice(piece));
+    assert_eq!(&emitted[..16], descriptor.as_bytes());
+    assert_eq!(emitted.len() as u64, packet.packet_len());
+}
+
+// ---- Cached indices and batches ----------------------------------------------------------
+
+#[test]
+fn writer_reports_a_corrupt_read_index_on_reload() {
+    let (mut writer, mut reader) = pair(256);
+    let packet = OutgoingPacket::in_band(0, &[0; 16]); // 40 ring bytes
+    let _ = writer.try_write(&packet).unwrap();
+    let _ = read_one(&mut reader);
+    writer
+        .mem()
+        .store_control(ControlField::ReadIndex, 1001, Ordering::Relaxed);
+    // The cached index allows a few more writes; the reload it then needs sees the corruption.
+    let error = (0..10)
+        .find_map(|_| writer.try_write(&packet).err())
+        .expect("the writer must reload before the ring is full");
+    assert_eq!(
+        error,
+        WriteError::Corrupt(CorruptKind::IndexOutOfRange {
+            field: ControlField::ReadIndex,
+            index: 1001,
+            data_len: 256
+        })
+    );
+    // Nothing was published by the failed write, and the error stays.
+    assert_eq!(writer.try_write(&packet), Err(error));
+    assert_eq!(writer.try_write_batch(&[packet]), Err(error));
+}
+
+#[test]
+fn reader_reports_a_corrupt_write_index_on_reload() {
+    let (mut writer, mut reader) = pair(256);
+    let _ = writer
+        .try_write(&OutgoingPacket::in_band(1, &[1; 8]))
+        .unwrap();
+    let _ = read_one(&mut reader);
+    reader
+        .mem()
+        .store_control(ControlField::WriteIndex, 12, Ordering::Relaxed);
+    let unaligned = ReadError::Corrupt(CorruptKind::UnalignedIndex {
+        field: ControlField::WriteIndex,
+        index: 12,
+    });
+    assert_eq!(reader.peek(&mut [0u8; 64]), Err(unaligned));
+    assert_eq!(reader.peek_batch(&mut [0u8; 64], 4), Err(unaligned));
+    assert_eq!(reader.read_batch(&mut [0u8; 64], 4), Err(unaligned));
+    assert!(
+        reader.has_data(),
+        "a corrupt index must not look like sleep-worthy emptiness"
+    );
+}
+
+#[test]
+fn reader_sees_data_published_after_its_cached_index() {
+    let (mut writer, mut reader) = pair(4096);
+    let _ = writer.try_write(&OutgoingPacket::in_band(1, &[])).unwrap();
+    let mut buf = [0u8; 64];
+    assert_eq!(reader.peek(&mut buf), Ok(16));
+    assert_eq!(reader.peek(&mut buf), Err(ReadError::Empty));
+    let _ = writer.try_write(&OutgoingPacket::in_band(2, &[])).unwrap();
+    assert_eq!(reader.peek(&mut buf), Ok(16), "empty by the cache: reload");
+    assert_eq!(Packet::parse(&buf[..16]).unwrap().transaction_id, 2);
+}
+
+/// A batch write leaves exactly the bytes the same packets written one by one leave: the wire
+/// format does not depend on batching or staging (small and large packets, across the wrap).
+#[test]
+fn batch_write_is_byte_identical_to_single_writes() {
+    let big = vec![0x77u8; 700]; // larger than the staging limit: copied in pieces
+    let pfns = [0x10, 0x11];
+    let ranges = [GpaRange::new(4096, 2048, &pfns).unwrap()];
+    let xfer = [TransferPageRange::new(1, 2)];
+    let packets = [
+        OutgoingPacket::in_band(1, b"abc"),
+        OutgoingPacket::completion(2, &[9; 64]).with_completion_requested(true),
+        OutgoingPacket::in_band(3, &big),
+        OutgoingPacket::gpa_direct(4, &ranges, &[5; 13]),
+        OutgoingPacket::transfer_pages(5, 1, true, &xfer, &[]),
+    ];
+    for lead in [0usize, 1, 40] {
+        let (mut single, mut single_reader) = pair(2048);
+        let (mut batch, mut batch_reader) = pair(2048);
+        // Move both rings' indices so the batch wraps around the end.
+        let filler = OutgoingPacket::in_band(0, &[0; 1000]);
+        for (writer, reader) in [
+            (&mut single, &mut single_reader),
+            (&mut batch, &mut batch_reader),
+        ] {
+            for _ in 0..lead.min(1) {
+                let _ = writer.try_write(&filler).unwrap();
+                let _ = read_one(reader);
+            }
+            for _ in 0..lead {
+                let _ = writer.try_write(&OutgoingPacket::in_band(0, &[])).unwrap();
+                let _ = read_one(reader);
+            }
+        }
+        for packet in &packets {
+            let _ = single.try_write(packet).unwrap();
+        }
+        let outcome = batch.try_write_batch(&packets).unwrap();
+        assert_eq!(outcome.written, packets.len());
+        assert_eq!(single.mem().data_bytes(), batch.mem().data_bytes());
+        assert_eq!(single.mem().control_bytes(), batch.mem().control_bytes());
+
+        let mut buf = vec![0u8; 4096];
+        let read = batch_reader.read_batch(&mut buf, 16).unwrap();
+        let ids: Vec<u64> = read
+            .packets
+            .iter()
+            .map(|bytes| Packet::parse(bytes).unwrap().transaction_id)
+            .collect();
+        assert_eq!(ids, [1, 2, 3, 4, 5]);
+    }
+}
+
+#[test]
+fn batch_write_signals_once_by_the_linux_rule() {
+    let (mut writer, mut reader) = pair(4096);
+    let packets = [OutgoingPacket::in_band(0, &[1; 8]); 3];
+    let outcome = writer.try_write_batch(&packets).unwrap();
+    assert_eq!(
+        outcome,
+        BatchWriteOutcome {
+            written: 3,
+            signal: true
+        },
+        "empty before the batch"
+    );
+    assert!(!writer.try_write_batch(&packets).unwrap().signal);
+    let mut buf = vec![0u8; 4096];
+    assert_eq!(reader.read_batch(&mut buf, 100).unwrap().packets.len(), 6);
+    reader.mask_interrupts();
+    assert!(
+        !writer.try_write_batch(&packets).unwrap().signal,
+        "masked: no signal"
+    );
+    assert!(reader.unmask_interrupts(), "the re-check sees the batch");
+    assert_eq!(reader.read_batch(&mut buf, 100).unwrap().packets.len(), 3);
+    assert!(!reader.unmask_interrupts());
+    assert!(writer.try_write_batch(&packets).unwrap().signal);
+    assert_eq!(
+        writer.try_write_batch(&[]),
+        Ok(BatchWriteOutcome {
+            written: 0,
+            signal: false
+        })
+    );
+}
+
+#[test]
+fn batch_write_stops_at_the_first_packet_that_does_not_fit() {
+    let (mut writer, mut reader) = pair(128);
+    // Usable space 120: three 40-byte packets.
+    let packets = [OutgoingPacket::in_band(0, &[0; 16]); 5];
+    assert_eq!(writer.try_write_batch(&packets).unwrap().written, 3);
+    assert_eq!(
+        writer.try_write_batch(&packets[3..]),
+        Err(WriteError::Full {
+            needed: 40,
+            free: 0
+        })
+    );
+    let _ = read_one(&mut reader);
+    assert_eq!(writer.try_write_batch(&packets[3..]).unwrap().written, 1);
+
+    // A packet that can never fit ends the batch before it, and is reported when it is first.
+    let (mut writer, _reader) = pair(128);
+    let huge = [0u8; 200];
+    let mixed = [
+        OutgoingPacket::in_band(0, &[]),
+        OutgoingPacket::in_band(1, &huge),
+    ];
+    assert_eq!(writer.try_write_batch(&mixed).unwrap().written, 1);
+    assert!(matches!(
+        writer.try_write_batch(&mixed[1..]),
+        Err(WriteError::TooLarge { .. })
+    ));
+}
+
+#[test]
+fn batch_write_withdraws_the_space_request() {
+    let (mut writer, mut reader) = pair(128);
+    let packets = [OutgoingPacket::in_band(0, &[0; 16]); 4];
+    assert_eq!(writer.try_write_batch(&packets).unwrap().written, 3);
+    assert_eq!(writer.request_space_signal(40), Ok(SpaceWait::Sleep));
+    assert!(
+        read_one(&mut reader).1,
+        "free space 0 -> 40 reaches the request"
+    );
+    assert_eq!(writer.try_write_batch(&packets[3..]).unwrap().written, 1);
+    assert_eq!(
+        writer
+            .mem()
+            .load_control(ControlField::PendingSendSize, Ordering::Relaxed),
+        0
+    );
+}
+
+#[test]
+fn read_batch_commits_once_and_decides_the_space_signal_once() {
+    let (mut writer, mut reader) = pair(128);
+    for _ in 0..5 {
+        let _ = writer.try_write(&OutgoingPacket::in_band(0, &[])).unwrap();
+    }
+    assert_eq!(writer.request_space_signal(48), Ok(SpaceWait::Sleep));
+    let mut buf = [0u8; 128];
+    let batch = reader.read_batch(&mut buf, 3).unwrap();
+    assert_eq!(batch.packets.len(), 3);
+    assert!(batch.signal, "0 -> 72 free crosses 48, decided once");
+    assert_eq!(writer.free_bytes(), Ok(72));
+    let batch = reader.read_batch(&mut buf, 3).unwrap();
+    assert_eq!((batch.packets.len(), batch.signal), (2, false));
+    assert_eq!(reader.read_batch(&mut buf, 3), Err(ReadError::Empty));
+}
+
+#[test]
+fn peek_batch_limits_and_buffer_sizes() {
+    let (mut writer, mut reader) = pair(4096);
+    for id in 0..4 {
+        let _ = writer
+            .try_write(&OutgoingPacket::in_band(id, &[id as u8; 8]))
+            .unwrap();
+    }
+    // Each packet is 24 bytes plus an 8-byte trailer.
+    assert_eq!(
+        reader.peek_batch(&mut [0u8; 8], 4),
+        Err(ReadError::BufferTooSmall { needed: 24 }),
+        "too small for a descriptor: the size is still reported"
+    );
+    assert_eq!(
+        reader.peek_batch(&mut [0u8; 23], 4),
+        Err(ReadError::BufferTooSmall { needed: 24 })
+    );
+    assert_eq!(reader.peek_batch(&mut [0u8; 64], 0).unwrap().len(), 0);
+    // 56 bytes take one packet (24) and its trailer, and not the second (32 + 24 = 56: fits).
+    assert_eq!(reader.peek_batch(&mut [0u8; 56], 4).unwrap().len(), 2);
+    reader.rollback();
+    assert_eq!(reader.peek_batch(&mut [0u8; 55], 4).unwrap().len(), 1);
+    let mut buf = [0u8; 256];
+    let batch = reader.peek_batch(&mut buf, 2).unwrap();
+    let ids: Vec<u64> = batch
+        .iter()
+        .map(|bytes| Packet::parse(bytes).unwrap().transaction_id)
+        .collect();
+    assert_eq!(ids, [1, 2]);
+    assert!(!reader.commit().signal);
+    assert_eq!(read_one(&mut reader).0.len(), 24);
+}
+
+#[test]
+fn batch_read_stops_before_a_corrupt_packet_and_reports_it_next() {
+    let (mut writer, mut reader) = pair(256);
+    let _ = writer.try_write(&OutgoingPacket::in_band(1, &[])).unwrap();
+    let _ = writer.try_write(&OutgoingPacket::in_band(2, &[])).unwrap();
+    // Corrupt the second descriptor (at 24): len8 0.
+    let mut data = writer.mem().data_bytes();
+    data[24 + 4] = 0;
+    data[24 + 5] = 0;
+    let control = writer.mem().control_bytes();
+    let mem = FlatRingMem::from_bytes(&control, &data).unwrap();
+    let mut reader2 = RingReader::new(&mem).unwrap();
+    let mut buf = [0u8; 256];
+    assert_eq!(reader2.read_batch(&mut buf, 8).unwrap().packets.len(), 1);
+    assert_eq!(
+        reader2.read_batch(&mut buf, 8),
+        Err(ReadError::Corrupt(CorruptKind::ZeroLength))
+    );
+    // The untouched ring reads both.
+    assert_eq!(reader.read_batch(&mut buf, 8).unwrap().packets.len(), 2);
+}

@@ -1,14 +1,17 @@
 //! Property tests: random packet sizes and kinds across small rings, with wraparound, never lose,
 //! duplicate or corrupt a packet; the reader sees exactly the writer's sequence, and the writer's
-//! signal and full decisions match a model of the ring.
+//! signal and full decisions match a model of the ring. Single-packet and batch operations are
+//! mixed, so the endpoints' cached peer indices are exercised against every interleaving of
+//! writes, peeks, batch reads and commits: a stale cache that let the writer overwrite unread
+//! bytes or the reader read unwritten ones would show as a wrong packet.
 #![cfg(not(loom))]
 
 use std::collections::VecDeque;
 
 use proptest::prelude::*;
 use vmbus_ring::{
-    FlatRingMem, GpaRange, OutgoingPacket, Packet, PacketKind, ReadError, RingReader, RingWriter,
-    TransferPageRange, WriteError,
+    BatchWriteOutcome, FlatRingMem, GpaRange, OutgoingPacket, Packet, PacketBatch, PacketKind,
+    ReadError, RingReader, RingWriter, TransferPageRange, WriteError,
 };
 
 #[derive(Debug, Clone)]
@@ -21,6 +24,12 @@ enum Op {
     Peek,
     /// Commit what was peeked.
     Commit,
+    /// Write these packets (kind, payload length) with one batch write.
+    WriteBatch(Vec<(u8, usize)>),
+    /// Peek up to `max` packets into a buffer of `buf` bytes.
+    PeekBatch { max: usize, buf: usize },
+    /// Read (peek and commit) up to `max` packets into a buffer of `buf` bytes.
+    ReadBatch { max: usize, buf: usize },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -29,6 +38,9 @@ fn op() -> impl Strategy<Value = Op> {
         2 => Just(Op::Read),
         1 => Just(Op::Peek),
         1 => Just(Op::Commit),
+        2 => proptest::collection::vec((0u8..4, 0usize..90), 0..5).prop_map(Op::WriteBatch),
+        1 => (0usize..5, 0usize..400).prop_map(|(max, buf)| Op::PeekBatch { max, buf }),
+        2 => (0usize..5, 0usize..400).prop_map(|(max, buf)| Op::ReadBatch { max, buf }),
     ]
 }
 
@@ -41,17 +53,76 @@ fn payload(seq: u64, len: usize) -> Vec<u8> {
 
 const PFNS: [u64; 2] = [0x1234, 0x1235];
 
-/// Builds packet `seq` of `kind` and calls `f` with it.
-fn with_packet<R>(seq: u64, kind: u8, body: &[u8], f: impl FnOnce(&OutgoingPacket<'_>) -> R) -> R {
-    let xfer = [TransferPageRange::new(seq as u32, 8)];
-    let gpa = [GpaRange::new(4096, 16, &PFNS).unwrap()];
+/// Builds packet `seq` of `kind` from `body` and the header ranges in `xfer`/`gpa`.
+fn build<'a>(
+    seq: u64,
+    kind: u8,
+    body: &'a [u8],
+    xfer: &'a [TransferPageRange; 1],
+    gpa: &'a [GpaRange<'static>; 1],
+) -> OutgoingPacket<'a> {
     let packet = match kind {
         0 => OutgoingPacket::in_band(seq, body),
         1 => OutgoingPacket::completion(seq, body),
-        2 => OutgoingPacket::transfer_pages(seq, 3, false, &xfer, body),
-        _ => OutgoingPacket::gpa_direct(seq, &gpa, body),
+        2 => OutgoingPacket::transfer_pages(seq, 3, false, xfer, body),
+        _ => OutgoingPacket::gpa_direct(seq, gpa, body),
     };
-    f(&packet.with_completion_requested(seq.is_multiple_of(2)))
+    packet.with_completion_requested(seq.is_multiple_of(2))
+}
+
+/// Header ranges of packet `seq`.
+fn ranges(seq: u64) -> ([TransferPageRange; 1], [GpaRange<'static>; 1]) {
+    (
+        [TransferPageRange::new(seq as u32, 8)],
+        [GpaRange::new(4096, 16, &PFNS).unwrap()],
+    )
+}
+
+/// Builds packet `seq` of `kind` and calls `f` with it.
+fn with_packet<R>(seq: u64, kind: u8, body: &[u8], f: impl FnOnce(&OutgoingPacket<'_>) -> R) -> R {
+    let (xfer, gpa) = ranges(seq);
+    f(&build(seq, kind, body, &xfer, &gpa))
+}
+
+/// What a batch read into `buf_len` bytes must return for the unpeeked packets `pending`
+/// (seq, kind, payload len, ring bytes): the packets it takes, or the error.
+fn expected_batch(
+    pending: &[(u64, u8, usize, u32)],
+    max: usize,
+    buf_len: usize,
+) -> Result<usize, ReadError> {
+    let available: u32 = pending.iter().map(|e| e.3).sum();
+    if available == 0 {
+        return Err(ReadError::Empty);
+    }
+    let room = (buf_len as u32 & !7).min(available);
+    let mut off = 0;
+    let mut count = 0;
+    for &(_, _, _, ring_len) in pending.iter().take(max) {
+        let len = ring_len - 8;
+        if off + len > room {
+            if count == 0 {
+                return Err(ReadError::BufferTooSmall {
+                    needed: len as usize,
+                });
+            }
+            break;
+        }
+        off += ring_len;
+        count += 1;
+    }
+    Ok(count)
+}
+
+/// Checks a returned batch against the packets it should hold.
+fn check_batch(batch: &PacketBatch<'_>, expected: &[(u64, u8, usize, u32)]) {
+    assert_eq!(batch.len(), expected.len());
+    let got: Vec<&[u8]> = batch.iter().collect();
+    assert_eq!(got.len(), expected.len());
+    for (bytes, &(seq, kind, len, ring_len)) in got.iter().zip(expected) {
+        assert_eq!(bytes.len() as u32, ring_len - 8);
+        check_packet(bytes, seq, kind, len);
+    }
 }
 
 /// Checks that `bytes` is packet `seq` of `kind` with payload length `len`.
@@ -150,6 +221,88 @@ proptest! {
                     in_ring.drain(..peeked);
                     peeked = 0;
                 }
+                Op::WriteBatch(specs) => {
+                    let was_empty = in_ring.is_empty();
+                    let seqs: Vec<u64> = (next_seq..).take(specs.len()).collect();
+                    let bodies: Vec<Vec<u8>> = seqs
+                        .iter()
+                        .zip(&specs)
+                        .map(|(&seq, &(_, len))| payload(seq, len))
+                        .collect();
+                    let headers: Vec<_> = seqs.iter().map(|&seq| ranges(seq)).collect();
+                    let packets: Vec<OutgoingPacket<'_>> = specs
+                        .iter()
+                        .zip(&seqs)
+                        .zip(bodies.iter().zip(&headers))
+                        .map(|((&(kind, _), &seq), (body, (xfer, gpa)))| {
+                            build(seq, kind, body, xfer, gpa)
+                        })
+                        .collect();
+                    // The model: the longest prefix that fits, an error if none of it does.
+                    let mut free = data_len - 8 - in_ring.iter().map(|e| e.3).sum::<u32>();
+                    let mut expected = Ok(0);
+                    for (i, packet) in packets.iter().enumerate() {
+                        let ring_len = packet.ring_len() as u32;
+                        let error = if ring_len > data_len - 8 {
+                            Some(WriteError::TooLarge { needed: ring_len.into(), max: data_len - 8 })
+                        } else if ring_len > free {
+                            Some(WriteError::Full { needed: ring_len, free })
+                        } else {
+                            None
+                        };
+                        if let Some(error) = error {
+                            if i == 0 {
+                                expected = Err(error);
+                            }
+                            break;
+                        }
+                        free -= ring_len;
+                        expected = Ok(i + 1);
+                    }
+                    let result = writer.try_write_batch(&packets);
+                    match expected {
+                        Err(error) => prop_assert_eq!(result, Err(error)),
+                        Ok(written) => {
+                            prop_assert_eq!(
+                                result,
+                                Ok(BatchWriteOutcome { written, signal: written > 0 && was_empty })
+                            );
+                            for ((&seq, &(kind, len)), packet) in
+                                seqs.iter().zip(&specs).zip(&packets).take(written)
+                            {
+                                in_ring.push_back((seq, kind, len, packet.ring_len() as u32));
+                            }
+                            next_seq += written as u64;
+                        }
+                    }
+                }
+                Op::PeekBatch { max, buf: buf_len } | Op::ReadBatch { max, buf: buf_len } => {
+                    let commit = matches!(op, Op::ReadBatch { .. });
+                    let pending: Vec<_> = in_ring.iter().skip(peeked).copied().collect();
+                    let expected = expected_batch(&pending, max, buf_len);
+                    let mut batch_buf = vec![0u8; buf_len];
+                    let result = if commit {
+                        reader.read_batch(&mut batch_buf, max).map(|b| b.packets)
+                    } else {
+                        reader.peek_batch(&mut batch_buf, max)
+                    };
+                    match expected {
+                        Err(error) => prop_assert_eq!(result.map(|b| b.len()), Err(error)),
+                        Ok(count) => {
+                            let batch = result.unwrap();
+                            check_batch(&batch, &pending[..count]);
+                            if let (Some(&(seq, ..)), true) = (pending.first(), count > 0) {
+                                prop_assert_eq!(seq, next_read);
+                            }
+                            next_read += count as u64;
+                            peeked += count;
+                            if commit {
+                                in_ring.drain(..peeked);
+                                peeked = 0;
+                            }
+                        }
+                    }
+                }
             }
             prop_assert_eq!(reader.has_data(), peeked < in_ring.len());
         }
@@ -189,6 +342,49 @@ proptest! {
         }
         if let Ok(mut writer) = RingWriter::new(&mem) {
             let _ = writer.try_write(&OutgoingPacket::in_band(1, &[1, 2, 3]));
+        }
+    }
+
+    /// The same with the batch paths: batch reads of any buffer size end after a bounded number
+    /// of calls, return only packets whose length fits what was published, and never panic; a
+    /// batch write either writes a prefix or fails with a typed error.
+    #[test]
+    fn hostile_rings_drain_in_batches_without_panicking(
+        control in proptest::collection::vec(any::<u8>(), 0..80),
+        words in 4usize..64,
+        seed in proptest::collection::vec(any::<u8>(), 0..512),
+        buf_len in 0usize..300,
+        max in 1usize..8,
+    ) {
+        let mut data = vec![0u8; words * 8];
+        for (d, s) in data.iter_mut().zip(seed.iter().cycle()) {
+            *d = *s;
+        }
+        let mem = FlatRingMem::from_bytes(&control, &data).unwrap();
+        if let Ok(mut reader) = RingReader::new(&mem) {
+            let mut buf = vec![0u8; buf_len];
+            let mut packets = 0;
+            let mut calls = 0;
+            while let Ok(batch) = reader.read_batch(&mut buf, max) {
+                prop_assert!(!batch.packets.is_empty());
+                for bytes in batch.packets {
+                    prop_assert!(bytes.len() >= 16 && bytes.len() % 8 == 0);
+                    let _ = Packet::parse(bytes);
+                    packets += 1;
+                }
+                calls += 1;
+                prop_assert!(packets <= data.len() / 24, "more packets than fit");
+                prop_assert!(calls <= data.len() / 24, "a call without progress");
+            }
+        }
+        if let Ok(mut writer) = RingWriter::new(&mem) {
+            let packets = [
+                OutgoingPacket::in_band(1, &[1, 2, 3]),
+                OutgoingPacket::completion(2, &[4; 40]),
+            ];
+            if let Ok(outcome) = writer.try_write_batch(&packets) {
+                prop_assert!(outcome.written >= 1 && outcome.written <= 2);
+            }
         }
     }
 }

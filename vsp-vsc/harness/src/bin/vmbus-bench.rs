@@ -23,6 +23,9 @@ struct Cli {
     /// Data bytes of each channel ring.
     #[arg(long, default_value_t = 1 << 20)]
     ring_size: usize,
+    /// Packet payload sizes to stream (the ratios need 64 and 16384).
+    #[arg(long, value_delimiter = ',', default_values_t = SIZES)]
+    sizes: Vec<usize>,
     /// Internal: serve the bench VSP from this file (the spawned peer process).
     #[arg(long, hide = true)]
     peer: Option<PathBuf>,
@@ -99,7 +102,7 @@ fn lead(cli: &Cli) -> Result<(), HarnessError> {
         })?;
     pin_to_cpu(0);
     let mut vsc = BenchVsc {
-        sizes: SIZES.to_vec(),
+        sizes: cli.sizes.clone(),
         duration,
     };
     let results = connect_file(&mut vsc, &path, &options(cli));
