@@ -177,6 +177,8 @@ struct SvmVcpu {
     gprs: GuestGprs,
     /// RIP after the exiting instruction, from the last decoded exit.
     next_rip: u64,
+    /// Hypercalls completed on the fast path (not in the partition's counters).
+    inline_hypercalls: u64,
 }
 
 /// One physical CPU running child vCPUs.
@@ -425,6 +427,7 @@ impl Runner {
                 fpu: Box::new(fpu::FpuArea::new()),
                 gprs: GuestGprs::default(),
                 next_rip: 0,
+                inline_hypercalls: 0,
             },
         );
         self.manager
@@ -511,13 +514,35 @@ impl Runner {
                 .set_tlb_control(self.asids.on_mapping_change());
         }
         let vmcb_pa = physical(&*backend.vmcb);
-        // SAFETY: the VMCB was set up by `svm::Vmcb::init_long_mode_guest` with this
-        // partition's nested tables (which map only its pool frames), a valid ASID and the
-        // intercept-everything I/O and MSR maps; registers were loaded from the partition's
-        // checked state; this CPU runs it alone.
-        unsafe { svm_hw::run(vmcb_pa, physical(&*self.host_vmcb), &mut backend.gprs) };
-        backend.vmcb.control.set_tlb_control(TlbControl::DoNothing);
-        backend.vmcb.control.clear_injection();
+        let host_vmcb = physical(&*self.host_vmcb);
+        loop {
+            // SAFETY: the VMCB was set up by `svm::Vmcb::init_long_mode_guest` with this
+            // partition's nested tables (which map only its pool frames), a valid ASID and the
+            // intercept-everything I/O and MSR maps; registers were loaded from the
+            // partition's checked state; this CPU runs it alone.
+            unsafe { svm_hw::run(vmcb_pa, host_vmcb, &mut backend.gprs) };
+            backend.vmcb.control.set_tlb_control(TlbControl::DoNothing);
+            backend.vmcb.control.clear_injection();
+            // Fast path: a hypercall that touches no partition state is completed here and
+            // the guest re-entered at once (same result as the generic path, see
+            // `partition::inline_hypercall`).
+            if backend.vmcb.control.exit_code == svm::ExitCode::VMMCALL.0 {
+                let save = &backend.vmcb.save;
+                let cpl0_long = save.in_64bit_mode() && save.cpl == 0;
+                if let Some(rax) = partition::inline_hypercall(backend.gprs.rcx, cpl0_long) {
+                    let next_rip = if self.nrip {
+                        backend.vmcb.control.next_rip
+                    } else {
+                        backend.vmcb.save.rip.wrapping_add(VMMCALL.len() as u64)
+                    };
+                    backend.vmcb.save.rax = rax;
+                    backend.vmcb.save.rip = next_rip;
+                    backend.inline_hypercalls += 1;
+                    continue;
+                }
+            }
+            break;
+        }
 
         let mut regs = regs;
         store_registers(&backend.vmcb, &backend.gprs, &mut regs);
@@ -719,7 +744,12 @@ impl Runner {
             if reason != Some(StopReason::Exited(0)) {
                 failed += 1;
             }
-            let exits: u64 = partition.map_or(0, |p| p.counters().total_exits());
+            let inline: u64 = self
+                .vcpus
+                .range((id, 0)..=(id, u32::MAX))
+                .map(|(_, v)| v.inline_hypercalls)
+                .sum();
+            let exits: u64 = partition.map_or(0, |p| p.counters().total_exits()) + inline;
             println!(
                 "partition {id} '{name}': {} after {exits} exits",
                 reason.as_ref().map_or("still running".into(), describe)

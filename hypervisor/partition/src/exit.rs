@@ -223,6 +223,27 @@ fn stop<P: MemoryPool, S: SecondLevel, H: HostPhysMemory>(
     ExitAction::StopPartition { reason }
 }
 
+/// RCX of the one hypercall a backend may complete inline: HvCallNotifyLongSpinWait (0x0008)
+/// with the fast bit (16) and nothing else set.
+const INLINE_NOTIFY_LONG_SPIN_WAIT: u64 = 0x0001_0008;
+
+/// A hypercall the backend may complete without leaving its run loop, and the RAX it must
+/// return: calls that read and change no partition state and need no privilege. Today that
+/// is the fast HvCallNotifyLongSpinWait (advisory, always succeeds; Mica ignores the hint),
+/// the cheapest valid call. The result is the one [`handle_exit`] would give; the call is
+/// not counted in [`crate::Counters`] (the backend counts it).
+///
+/// `long_mode_cpl0`: the caller runs in 64-bit mode at CPL 0 (otherwise the generic path
+/// raises #UD).
+#[must_use]
+pub const fn inline_hypercall(rcx: u64, long_mode_cpl0: bool) -> Option<u64> {
+    if long_mode_cpl0 && rcx == INLINE_NOTIFY_LONG_SPIN_WAIT {
+        Some(0)
+    } else {
+        None
+    }
+}
+
 /// #DF.
 pub const VECTOR_DF: u8 = 8;
 /// Last byte of the 64-bit IDT gate for #DF: an IDT limit below it cannot deliver #DF.

@@ -81,7 +81,7 @@ mod tests;
 pub use cpuid::CpuidResult;
 pub use exit::{
     DEBUG_CONSOLE_PORT, EXIT_PORT, ExitAction, ExitEvent, ExitKind, IoPortAccess, Platform,
-    VECTOR_GP, VECTOR_UD, handle_exit,
+    VECTOR_GP, VECTOR_UD, handle_exit, inline_hypercall,
 };
 pub use manager::{MAX_GPA_PAGES, ManagerError, PartitionManager, properties};
 pub use memory::{

@@ -895,6 +895,37 @@ fn memory_faults() {
 }
 
 #[test]
+fn inline_hypercall_matches_the_generic_path() {
+    let mut m = manager(16);
+    let child = running_child(&mut m, 2);
+    let rcx = 0x0001_0008;
+    let inline = crate::inline_hypercall(rcx, true).expect("fast NotifyLongSpinWait is inline");
+    m.vcpu_mut(child, 0).unwrap().regs.set_gpr(Gpr::Rcx, rcx);
+    assert_eq!(
+        exit(&mut m, child, ExitEvent::Hypercall),
+        ExitAction::Resume { advance_rip: true }
+    );
+    let rax = m
+        .partition(child)
+        .unwrap()
+        .vcpu(0)
+        .unwrap()
+        .regs
+        .gpr(Gpr::Rax);
+    assert_eq!(inline, rax);
+    // Anything else goes the generic way: slow form, rep fields, other codes, not CPL 0.
+    for other in [
+        0x0000_0008,
+        0x0001_0008 | 1 << 32,
+        0x0001_0009,
+        0x0001_0008 | 1 << 31,
+    ] {
+        assert_eq!(crate::inline_hypercall(other, true), None, "{other:#x}");
+    }
+    assert_eq!(crate::inline_hypercall(rcx, false), None);
+}
+
+#[test]
 fn double_fault_is_reinjected_unless_the_idt_cannot_hold_it() {
     let mut m = manager(16);
     let a = running_child(&mut m, 2);
