@@ -438,8 +438,9 @@ impl Runner {
             vp_index: 0,
         });
         self.names.insert(id.0, label.into());
+        let (small, large, _) = self.manager.second_level_mut().leaf_counts(n_cr3);
         info!(
-            "partition {} '{label}' created: {} MiB, args \"{args}\"",
+            "partition {} '{label}' created: {} MiB, args \"{args}\", nested paging: {large} x 2 MiB + {small} x 4 KiB",
             id.0,
             CHILD_RAM >> 20
         );

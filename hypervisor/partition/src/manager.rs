@@ -124,6 +124,11 @@ impl<P: MemoryPool, S: SecondLevel, H: HostPhysMemory> PartitionManager<P, S, H>
         })
     }
 
+    /// The second-level tables (for inspection: leaf counts, translations).
+    pub fn second_level_mut(&mut self) -> &mut S {
+        &mut self.tables
+    }
+
     /// Adds root vCPU `index` (one per CPU the root runs on), runnable, with `regs`
     /// (the state the root's CPU had when the hypervisor took it over).
     ///

@@ -1316,6 +1316,92 @@ fn nested_tables_map_translate_unmap_and_destroy() {
 }
 
 #[test]
+fn nested_tables_promote_contiguous_2m_ranges_and_split_them_on_unmap() {
+    use paging::{FakeFrames, FakeMemory, LongMode};
+    let mut tables = npt::NestedTables::new(
+        FakeMemory::new(),
+        FakeFrames::new(0x100_0000, 64),
+        LongMode::nested(40).unwrap(),
+    );
+    let root = tables.create().unwrap();
+    let (gpa, hpa) = (0x40_0000u64, 0x8000_0000u64);
+    // 511 pages: still small leaves; the 512th completes the range and promotes it.
+    for page in 0..511u64 {
+        let flush = tables
+            .map(root, gpa + page * 4096, hpa + page * 4096, GpaPerms::all())
+            .unwrap();
+        assert!(!flush.is_needed(), "page {page}");
+    }
+    assert_eq!(tables.leaf_counts(root), (511, 0, 0));
+    let flush = tables
+        .map(root, gpa + 511 * 4096, hpa + 511 * 4096, GpaPerms::all())
+        .unwrap();
+    assert!(flush.is_needed(), "promotion changes present entries");
+    assert_eq!(tables.leaf_counts(root), (0, 1, 0));
+    for page in [0u64, 1, 255, 511] {
+        let (found, _) = tables.translate(root, gpa + page * 4096 + 0x10).unwrap();
+        assert_eq!(found, hpa + page * 4096 + 0x10);
+    }
+    // Unmapping one page splits the large leaf; every other page still translates.
+    assert!(tables.unmap(root, gpa + 7 * 4096).unwrap().is_needed());
+    assert_eq!(tables.leaf_counts(root), (511, 0, 0));
+    assert_eq!(tables.translate(root, gpa + 7 * 4096), None);
+    for page in (0..512u64).filter(|p| *p != 7) {
+        assert_eq!(
+            tables.translate(root, gpa + page * 4096).unwrap().0,
+            hpa + page * 4096
+        );
+    }
+    // Remapping it contiguously promotes again; the first page of a large leaf unmaps too.
+    let _ = tables
+        .map(root, gpa + 7 * 4096, hpa + 7 * 4096, GpaPerms::all())
+        .unwrap();
+    assert_eq!(tables.leaf_counts(root), (0, 1, 0));
+    let _ = tables.unmap(root, gpa).unwrap();
+    assert_eq!(tables.translate(root, gpa), None);
+    assert_eq!(tables.leaf_counts(root), (511, 0, 0));
+}
+
+#[test]
+fn nested_tables_keep_small_leaves_when_not_contiguous_or_mixed() {
+    use paging::{FakeFrames, FakeMemory, LongMode};
+    let mut tables = npt::NestedTables::new(
+        FakeMemory::new(),
+        FakeFrames::new(0x100_0000, 64),
+        LongMode::nested(40).unwrap(),
+    );
+    let root = tables.create().unwrap();
+    // Host range not 2 MiB aligned.
+    for page in 0..512u64 {
+        let _ = tables
+            .map(
+                root,
+                page * 4096,
+                0x8000_1000 + page * 4096,
+                GpaPerms::all(),
+            )
+            .unwrap();
+    }
+    // Aligned and contiguous but one page with other permissions.
+    for page in 0..512u64 {
+        let perms = if page == 100 {
+            GpaPerms::READ
+        } else {
+            GpaPerms::all()
+        };
+        let _ = tables
+            .map(
+                root,
+                0x20_0000 + page * 4096,
+                0x9000_0000 + page * 4096,
+                perms,
+            )
+            .unwrap();
+    }
+    assert_eq!(tables.leaf_counts(root), (1024, 0, 0));
+}
+
+#[test]
 fn nested_tables_run_out_of_frames_cleanly() {
     use paging::{FakeFrames, FakeMemory, LongMode};
     let mut tables = npt::NestedTables::new(
