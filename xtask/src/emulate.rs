@@ -1,5 +1,6 @@
 //! `cargo xtask run`: build, then boot in QEMU or Bochs with the serial console on the terminal.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
@@ -8,7 +9,7 @@ use emu_harness::{
 };
 
 use crate::images;
-use crate::process::{Result, bail};
+use crate::process::{self, Result, bail};
 use crate::tools::{self, Need};
 use crate::workspace;
 
@@ -60,6 +61,15 @@ pub struct RunArgs {
     /// Hypervisor command line (e.g. `test=fault` with --test-image).
     #[arg(long, value_name = "STR", default_value = "")]
     pub cmdline: String,
+    /// A child partition to launch, as `LABEL=ARGS` (the test guest with that argument
+    /// string, e.g. `--guest 'demo=memory-pattern 5'`); repeatable. Without any, QEMU and Bochs
+    /// `ryzen` launch a small demo (`hello` and `memory-pattern`); Intel models launch none
+    /// (the VMX backend is not written yet).
+    #[arg(long, value_name = "LABEL=ARGS")]
+    pub guest: Vec<String>,
+    /// Launch no partitions (just bring the hypervisor up and shut down).
+    #[arg(long, conflicts_with = "guest")]
+    pub no_guests: bool,
     /// Kill the emulator after this many seconds [default: 90 for QEMU, 240 for Bochs].
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<u64>,
@@ -69,6 +79,39 @@ pub struct RunArgs {
     /// Use the debug build.
     #[arg(long)]
     pub debug: bool,
+}
+
+/// The demo partitions `run` launches when no `--guest` is given (SVM CPUs only).
+const DEMO_GUESTS: [(&str, &str); 2] = [("hello", "hello"), ("pattern", "memory-pattern 5")];
+
+/// The partitions to launch: `--guest LABEL=ARGS` values, or the demo.
+fn guests(args: &RunArgs, svm: bool) -> Result<Vec<(String, String)>> {
+    if args.no_guests {
+        return Ok(Vec::new());
+    }
+    if args.guest.is_empty() {
+        if !svm {
+            eprintln!(
+                "note: no partitions launched: this CPU model has Intel VMX, whose backend is not written yet"
+            );
+            return Ok(Vec::new());
+        }
+        return Ok(DEMO_GUESTS
+            .iter()
+            .map(|(label, guest_args)| ((*label).to_owned(), (*guest_args).to_owned()))
+            .collect());
+    }
+    args.guest
+        .iter()
+        .map(|spec| match spec.split_once('=') {
+            Some((label, guest_args)) if !label.is_empty() && !label.contains(',') => {
+                Ok((label.to_owned(), guest_args.to_owned()))
+            }
+            _ => bail!(
+                "--guest takes LABEL=ARGS (e.g. --guest 'demo=memory-pattern 5'), got {spec:?}"
+            ),
+        })
+        .collect()
 }
 
 /// Default QEMU CPU model.
@@ -95,15 +138,39 @@ pub fn run(args: &RunArgs) -> Result<()> {
     } else {
         (built.elf, built.iso)
     };
+    let svm = match args.emulator {
+        EmulatorKind::Qemu => true,
+        EmulatorKind::Bochs => args.bochs_model == Some(BochsModel::Ryzen),
+    };
+    let guests = guests(args, svm)?;
+    let mut cmdline = args.cmdline.clone();
+    if !guests.is_empty() && !cmdline.split_whitespace().any(|w| w.starts_with("launch=")) {
+        let labels: Vec<&str> = guests.iter().map(|(label, _)| label.as_str()).collect();
+        cmdline = format!("{cmdline} launch={}", labels.join(","))
+            .trim()
+            .to_owned();
+    }
+    let modules: Vec<(PathBuf, String)> = guests
+        .iter()
+        .map(|(label, guest_args)| (built.test_guest.clone(), format!("{label} {guest_args}")))
+        .collect();
     let wants_iso = args.iso || args.emulator == EmulatorKind::Bochs;
-    let iso = if wants_iso && !args.cmdline.is_empty() {
-        // The prebuilt ISOs have an empty command line: make one with this one.
+    let iso = if wants_iso && (!cmdline.is_empty() || !modules.is_empty()) {
+        // The prebuilt ISOs have an empty command line and no modules: make one.
         let custom = workspace::artifacts_dir().join("mica-run.iso");
-        images::make_iso(&elf, &args.cmdline, &custom)?;
+        let mut spec = emu_harness::IsoSpec::new(&elf, &cmdline);
+        for (file, module_cmdline) in &modules {
+            spec = spec.module(file, module_cmdline);
+        }
+        spec.write(&custom)
+            .map_err(|err| process::Error(format!("Cannot make {}: {err}", custom.display())))?;
         custom
     } else {
         prebuilt_iso
     };
+    if !guests.is_empty() {
+        eprintln!("==> launching {} partition(s): {cmdline}", guests.len());
+    }
 
     let (emulator, default_timeout): (Emulator, u64) = match args.emulator {
         EmulatorKind::Qemu => {
@@ -111,7 +178,11 @@ pub fn run(args: &RunArgs) -> Result<()> {
             let config = if args.iso {
                 QemuConfig::iso(iso)
             } else {
-                QemuConfig::kernel(elf, args.cmdline.clone())
+                let mut config = QemuConfig::kernel(elf, cmdline.clone());
+                for (file, module_cmdline) in &modules {
+                    config = config.module(file, module_cmdline);
+                }
+                config
             };
             let cpu = args.cpu.as_deref().unwrap_or(DEFAULT_QEMU_CPU);
             (config.cpu(cpu).into(), QEMU_TIMEOUT_SECS)

@@ -52,6 +52,7 @@ fn check_hello(outcome: &RunOutcome) {
             // 4 MiB of contiguous, aligned pool memory: two 2 MiB nested-page leaves.
             "partition 2 'hello' created: 4 MiB, args \"hello\", nested paging: 2 x 2 MiB + 0 x 4 KiB",
             "[2 hello] GUEST HELLO partition=2",
+            "[2 hello] GUEST HELLO via debug-output hypercall",
             "debug-output (0xC004) returned HV_STATUS_SUCCESS",
             "NotifyLongSpinWait (0x0008, fast) returned HV_STATUS_SUCCESS",
             "[2 hello] GUEST PASS hello",

@@ -103,7 +103,7 @@ fn hello(boot: &Boot<'_>) -> Outcome {
         boot.info.vp_index,
         boot.info.ram_size
     );
-    let result = pages().debug_output("GUEST HELLO via debug-output hypercall");
+    let result = pages().debug_output("GUEST HELLO via debug-output hypercall\n");
     gprintln!("hello: debug-output (0xC004) returned {result}");
     check_well_formed(result)?;
     if !result.is_success() {
