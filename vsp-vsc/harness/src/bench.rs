@@ -11,7 +11,14 @@
 //! batch of up to 64 packets or 16 KiB of ring; a 16 KiB packet goes alone so the VSP can start on
 //! it at once), and the VSP drains with [`Endpoint::try_recv_batch`] (one copy out of the ring
 //! per few KiB and one commit per batch). Every packet is still parsed and checked by the VSP.
+//!
+//! Ratios against a reference (memcpy, an SPSC queue) are measured interleaved: the VSC runs a
+//! short ring round, then the caller's reference for as long, and so on ([`Interleave`]), and the
+//! ratio is taken per adjacent pair. A machine whose speed drifts over seconds (a shared VM, CPU
+//! frequency) then moves both sides of each pair together, and the median of the per-round ratios
+//! ([`Interleaved::median_ratio`]) shrugs off the rounds a state change cut through.
 
+use std::fmt;
 use std::time::{Duration, Instant};
 
 use vmbus_ring::{OutgoingPacket, Packet, PacketKind, RingMem};
@@ -103,6 +110,106 @@ pub struct Latency {
     pub p99_ns: u64,
 }
 
+/// A reference measurement run between ring rounds: given the round's length, it returns how many
+/// items of the compared payload size it moved per second (e.g. 16 KiB memcpy chunks, 64-byte
+/// queue messages).
+pub type Reference = Box<dyn FnMut(Duration) -> f64>;
+
+/// One ratio measured in alternating rounds: ring, reference, ring, reference, ...
+pub struct Interleave {
+    /// Name of the ratio (printed).
+    pub name: &'static str,
+    /// Payload bytes of each ring packet (and of each reference item).
+    pub size: usize,
+    /// Ring/reference round pairs.
+    pub rounds: usize,
+    /// Length of each round (each side of a pair).
+    pub round: Duration,
+    /// The reference, called on the VSC's thread between ring rounds.
+    pub reference: Reference,
+}
+
+impl fmt::Debug for Interleave {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Interleave")
+            .field("name", &self.name)
+            .field("size", &self.size)
+            .field("rounds", &self.rounds)
+            .field("round", &self.round)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One adjacent pair of rounds.
+#[derive(Debug, Clone, Copy)]
+pub struct RoundPair {
+    /// The ring round.
+    pub ring: Throughput,
+    /// Reference items per second in the round right after it.
+    pub reference_per_sec: f64,
+}
+
+impl RoundPair {
+    /// Ring packets per second over reference items per second (items of the same size, so this
+    /// is also the byte-rate ratio).
+    pub fn ratio(&self) -> f64 {
+        self.ring.packets_per_sec / self.reference_per_sec
+    }
+}
+
+/// The rounds of one [`Interleave`].
+#[derive(Debug, Clone)]
+pub struct Interleaved {
+    /// Name of the ratio.
+    pub name: &'static str,
+    /// Payload bytes per packet/item.
+    pub size: usize,
+    /// Length of each round.
+    pub round: Duration,
+    /// The pairs, in the order run.
+    pub pairs: Vec<RoundPair>,
+}
+
+impl Interleaved {
+    /// Median of the per-pair ratios (`None` without pairs).
+    pub fn median_ratio(&self) -> Option<f64> {
+        median(self.pairs.iter().map(RoundPair::ratio))
+    }
+
+    /// Smallest and largest per-pair ratio (`None` without pairs).
+    pub fn ratio_range(&self) -> Option<(f64, f64)> {
+        self.pairs
+            .iter()
+            .map(RoundPair::ratio)
+            .fold(None, |acc, r| {
+                Some(acc.map_or((r, r), |(lo, hi): (f64, f64)| (lo.min(r), hi.max(r))))
+            })
+    }
+
+    /// Median ring packets per second over the rounds.
+    pub fn median_ring_per_sec(&self) -> Option<f64> {
+        median(self.pairs.iter().map(|p| p.ring.packets_per_sec))
+    }
+
+    /// Median reference items per second over the rounds.
+    pub fn median_reference_per_sec(&self) -> Option<f64> {
+        median(self.pairs.iter().map(|p| p.reference_per_sec))
+    }
+}
+
+/// Median of `values` (mean of the middle two for an even count); `None` when empty. NaNs sort
+/// last.
+pub fn median(values: impl IntoIterator<Item = f64>) -> Option<f64> {
+    let mut sorted: Vec<f64> = values.into_iter().collect();
+    sorted.sort_unstable_by(f64::total_cmp);
+    let mid = sorted.len() / 2;
+    match sorted.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(sorted[mid]),
+        _ => Some((sorted[mid - 1] + sorted[mid]) / 2.0),
+    }
+}
+
 /// Everything the VSC measured.
 #[derive(Debug, Clone)]
 pub struct BenchResults {
@@ -110,6 +217,8 @@ pub struct BenchResults {
     pub throughput: Vec<Throughput>,
     /// 64-byte ping-pong.
     pub latency: Latency,
+    /// One entry per [`BenchVsc::interleave`], in order.
+    pub interleaved: Vec<Interleaved>,
 }
 
 /// The measuring VSC.
@@ -119,6 +228,8 @@ pub struct BenchVsc {
     pub sizes: Vec<usize>,
     /// Time per measurement.
     pub duration: Duration,
+    /// Ratios to measure in alternating ring/reference rounds after the rest.
+    pub interleave: Vec<Interleave>,
 }
 
 impl BenchVsc {
@@ -127,6 +238,7 @@ impl BenchVsc {
         channel: &mut Endpoint<M, N>,
         size: usize,
         buf: &mut [u8],
+        duration: Duration,
     ) -> Result<Throughput, ChannelError> {
         let payload = vec![0x5au8; size];
         // Packets per batch: up to MAX_BATCH, and no more than BATCH_BYTES of ring, so the VSP can
@@ -147,7 +259,7 @@ impl BenchVsc {
                 channel.send_batch(&batch)?;
                 sent += per_batch as u64;
             }
-            if start.elapsed() >= self.duration {
+            if start.elapsed() >= duration {
                 break;
             }
         }
@@ -234,12 +346,82 @@ impl Vsc for BenchVsc {
         let mut buf = vec![0u8; 128 * 1024];
         let mut throughput = Vec::new();
         for &size in &self.sizes {
-            throughput.push(self.throughput(channel, size, &mut buf)?);
+            throughput.push(self.throughput(channel, size, &mut buf, self.duration)?);
         }
         let latency = self.latency(channel, &mut buf)?;
+        let mut interleaved = Vec::new();
+        for i in 0..self.interleave.len() {
+            let (size, rounds, round) = {
+                let spec = &self.interleave[i];
+                (spec.size, spec.rounds, spec.round)
+            };
+            let mut pairs = Vec::with_capacity(rounds);
+            for _ in 0..rounds {
+                let ring = self.throughput(channel, size, &mut buf, round)?;
+                // The VSP goes back to waiting on its notifier within POLL_BEFORE_WAIT, leaving
+                // its core to the reference.
+                let reference_per_sec = (self.interleave[i].reference)(round);
+                pairs.push(RoundPair {
+                    ring,
+                    reference_per_sec,
+                });
+            }
+            interleaved.push(Interleaved {
+                name: self.interleave[i].name,
+                size,
+                round,
+                pairs,
+            });
+        }
         Ok(BenchResults {
             throughput,
             latency,
+            interleaved,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair(ring: f64, reference: f64) -> RoundPair {
+        RoundPair {
+            ring: Throughput {
+                size: 64,
+                packets_per_sec: ring,
+                bytes_per_sec: ring * 64.0,
+            },
+            reference_per_sec: reference,
+        }
+    }
+
+    #[test]
+    fn median_of_odd_even_and_empty() {
+        assert_eq!(median([3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median([4.0, 1.0, 3.0, 2.0]), Some(2.5));
+        assert_eq!(median(std::iter::empty()), None);
+    }
+
+    #[test]
+    fn ratios_are_taken_per_pair_not_from_medians_of_sides() {
+        // A fast/slow machine: each pair is measured in one state and has ratio 0.5, but the
+        // medians of the two sides taken apart (60 / 100) would give 0.6.
+        let rounds = Interleaved {
+            name: "r",
+            size: 64,
+            round: Duration::from_millis(1),
+            pairs: vec![
+                pair(10.0, 20.0),
+                pair(100.0, 200.0),
+                pair(20.0, 40.0),
+                pair(60.0, 120.0),
+                pair(1000.0, 100.0),
+            ],
+        };
+        assert_eq!(rounds.median_ratio(), Some(0.5));
+        assert_eq!(rounds.ratio_range(), Some((0.5, 10.0)));
+        assert_eq!(rounds.median_ring_per_sec(), Some(60.0));
+        assert_eq!(rounds.median_reference_per_sec(), Some(100.0));
     }
 }

@@ -7,13 +7,15 @@ use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use vsp_vsc_harness::bench::{BenchResults, BenchVsc, BenchVsp};
+use vsp_vsc_harness::bench::{BenchResults, BenchVsc, BenchVsp, Interleave, Interleaved};
 use vsp_vsc_harness::{HarnessError, PairOptions, connect_file, serve_file};
 
 /// Measure the VMBus ring between two processes pinned to two cores (this process runs the VSC
 /// and spawns itself as the VSP), plus memcpy and rtrb baselines. The last two lines are the
 /// ratios `bulk_vs_memcpy` (16 KiB packet byte rate / memcpy byte rate; goal >= 0.8) and
-/// `small_vs_rtrb` (64 B packet rate / rtrb 64 B message rate; goal >= 1.0).
+/// `small_vs_rtrb` (64 B packet rate / rtrb 64 B message rate; goal >= 1.0), each the median of
+/// per-round ratios from alternating short ring and reference rounds, so a machine whose speed
+/// drifts over seconds moves both sides of each ratio together.
 #[derive(Parser, Debug)]
 #[command(name = "vmbus-bench")]
 struct Cli {
@@ -23,15 +25,25 @@ struct Cli {
     /// Data bytes of each channel ring.
     #[arg(long, default_value_t = 1 << 20)]
     ring_size: usize,
-    /// Packet payload sizes to stream (the ratios need 64 and 16384).
+    /// Packet payload sizes to stream for the table (the ratios always use 16384 and 64).
     #[arg(long, value_delimiter = ',', default_values_t = SIZES)]
     sizes: Vec<usize>,
+    /// Ring/reference round pairs per ratio.
+    #[arg(long, default_value_t = 10)]
+    rounds: usize,
+    /// Milliseconds per ratio round (each side of a pair).
+    #[arg(long, default_value_t = 250)]
+    round_ms: u64,
     /// Internal: serve the bench VSP from this file (the spawned peer process).
     #[arg(long, hide = true)]
     peer: Option<PathBuf>,
 }
 
 const SIZES: [usize; 4] = [64, 1024, 16 * 1024, 64 * 1024];
+/// Payload of the bulk ratio's packets and memcpy chunks.
+const BULK: usize = 16 * 1024;
+/// Payload of the small ratio's packets and rtrb messages.
+const SMALL: usize = 64;
 
 /// Pins the calling thread to `cpu` (best effort: a machine with fewer CPUs runs unpinned).
 #[allow(unsafe_code)]
@@ -101,9 +113,29 @@ fn lead(cli: &Cli) -> Result<(), HarnessError> {
             source,
         })?;
     pin_to_cpu(0);
+    let round = Duration::from_millis(cli.round_ms);
+    let ring_size = cli.ring_size;
     let mut vsc = BenchVsc {
         sizes: cli.sizes.clone(),
         duration,
+        // Both references run on this thread between ring rounds, while the VSP process waits
+        // on its notifier: same cores, same pinning as the ring.
+        interleave: vec![
+            Interleave {
+                name: "bulk_vs_memcpy",
+                size: BULK,
+                rounds: cli.rounds,
+                round,
+                reference: Box::new(move |d| memcpy_rate(BULK, ring_size, d) / BULK as f64),
+            },
+            Interleave {
+                name: "small_vs_rtrb",
+                size: SMALL,
+                rounds: cli.rounds,
+                round,
+                reference: Box::new(rtrb_rate),
+            },
+        ],
     };
     let results = connect_file(&mut vsc, &path, &options(cli));
     let status = child.wait();
@@ -112,9 +144,7 @@ fn lead(cli: &Cli) -> Result<(), HarnessError> {
     if !status.is_ok_and(|s| s.success()) {
         eprintln!("warning: the VSP process did not exit cleanly");
     }
-    let memcpy = memcpy_rate(16 * 1024, cli.ring_size, duration);
-    let rtrb = rtrb_rate(duration);
-    report(&results, memcpy, rtrb);
+    report(&results);
     Ok(())
 }
 
@@ -180,7 +210,14 @@ fn rtrb_rate(duration: Duration) -> f64 {
     received as f64 / secs
 }
 
-fn report(results: &BenchResults, memcpy: f64, rtrb: f64) {
+fn report(results: &BenchResults) {
+    let find = |name| results.interleaved.iter().find(|r| r.name == name);
+    let bulk = find("bulk_vs_memcpy");
+    let small = find("small_vs_rtrb");
+    let reference = |r: Option<&Interleaved>| {
+        r.and_then(Interleaved::median_reference_per_sec)
+            .unwrap_or(0.0)
+    };
     println!("{:<34} {:>14} {:>12}", "measurement", "packets/s", "MB/s");
     for t in &results.throughput {
         println!(
@@ -192,32 +229,48 @@ fn report(results: &BenchResults, memcpy: f64, rtrb: f64) {
     }
     println!(
         "{:<34} {:>14} {:>12.1}",
-        "memcpy, 16 KiB chunks",
+        "memcpy, 16 KiB chunks (median)",
         "-",
-        memcpy / 1e6
+        reference(bulk) * BULK as f64 / 1e6
     );
+    let rtrb = reference(small);
     println!(
         "{:<34} {:>14.0} {:>12.1}",
-        "rtrb, 64 B messages",
+        "rtrb, 64 B messages (median)",
         rtrb,
-        rtrb * 64.0 / 1e6
+        rtrb * SMALL as f64 / 1e6
     );
     println!(
         "ping-pong 64 B round trip: median {} ns, p99 {} ns ({} samples)",
         results.latency.median_ns, results.latency.p99_ns, results.latency.samples
     );
-    let rate = |size| {
-        results
-            .throughput
+    for r in &results.interleaved {
+        let (lo, hi) = r.ratio_range().unwrap_or((0.0, 0.0));
+        let ring = r.median_ring_per_sec().unwrap_or(0.0);
+        let reference = r.median_reference_per_sec().unwrap_or(0.0);
+        let bytes = r.size as f64 / 1e6;
+        println!(
+            "{}: {} rounds x {} ms each side, {} B: median ring {:.0}/s ({:.1} MB/s), \
+             median reference {:.0}/s ({:.1} MB/s), per-round ratio min {:.2} max {:.2}",
+            r.name,
+            r.pairs.len(),
+            r.round.as_millis(),
+            r.size,
+            ring,
+            ring * bytes,
+            reference,
+            reference * bytes,
+            lo,
+            hi
+        );
+        let each: Vec<String> = r
+            .pairs
             .iter()
-            .find(|t| t.size == size)
-            .map_or(0.0, |t| t.bytes_per_sec)
-    };
-    let small = results
-        .throughput
-        .iter()
-        .find(|t| t.size == 64)
-        .map_or(0.0, |t| t.packets_per_sec);
-    println!("bulk_vs_memcpy: {:.2}", rate(16 * 1024) / memcpy);
-    println!("small_vs_rtrb: {:.2}", small / rtrb);
+            .map(|p| format!("{:.2}", p.ratio()))
+            .collect();
+        println!("  {} per-round ratios: {}", r.name, each.join(" "));
+    }
+    let ratio = |r: Option<&Interleaved>| r.and_then(Interleaved::median_ratio).unwrap_or(0.0);
+    println!("bulk_vs_memcpy: {:.2}", ratio(bulk));
+    println!("small_vs_rtrb: {:.2}", ratio(small));
 }
