@@ -26,6 +26,9 @@ pub struct Images {
     pub test_guest: PathBuf,
 }
 
+/// Cargo profile of the release hypervisor image (size-optimised, LTO; see Cargo.toml).
+pub const HYPERVISOR_PROFILE: &str = "hypervisor";
+
 /// Package of the test guest kernel (`tests/guests/test_guest`).
 pub const TEST_GUEST_PACKAGE: &str = "test_guest";
 
@@ -41,6 +44,9 @@ pub fn build(debug: bool) -> Result<Images> {
         );
     }
     let profile = if debug { "debug" } else { "release" };
+    // The hypervisor image uses the size-optimised `hypervisor` profile (Cargo.toml); the
+    // test guest the plain release profile.
+    let image_profile = if debug { "debug" } else { HYPERVISOR_PROFILE };
     let target = workspace::target_dir();
     let hooks_target = target.join(TEST_HOOKS_FEATURE);
     cargo_build(&target, debug, false)?;
@@ -72,7 +78,7 @@ pub fn build(debug: bool) -> Result<Images> {
     fs::create_dir_all(&guests).map_err(io_err("create", &guests))?;
     let built = |dir: &Path| {
         dir.join(BARE_METAL_TARGET)
-            .join(profile)
+            .join(image_profile)
             .join(HYPERVISOR_PACKAGE)
     };
     copy(&built(&target), &images.elf)?;
@@ -113,7 +119,7 @@ fn cargo_build(target_dir: &Path, debug: bool, hooks: bool) -> Result<()> {
         BARE_METAL_TARGET,
     ]);
     if !debug {
-        command.arg("--release");
+        command.args(["--profile", HYPERVISOR_PROFILE]);
     }
     if hooks {
         command.args(["--features", TEST_HOOKS_FEATURE]);

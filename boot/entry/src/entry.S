@@ -221,7 +221,7 @@ boot_pd:
 .endm
 
 .section .stacks, "aw", @nobits
-STACK boot_stack, 65536
+STACK boot_stack, 262144
 STACK ist_double_fault_stack, 16384
 STACK ist_nmi_stack, 16384
 STACK ist_machine_check_stack, 16384
