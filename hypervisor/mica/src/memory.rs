@@ -18,7 +18,7 @@ use x86_64::structures::paging::PhysFrame;
 /// Largest number of ranges handled while building the maps.
 const MAX_RANGES: usize = 160;
 /// Size of the hypervisor heap.
-pub const HEAP_SIZE: u64 = 1 << 20;
+pub const HEAP_SIZE: u64 = 8 << 20;
 /// The boot trampoline identity-maps this much; everything touched before the switch to the
 /// hypervisor's own tables (the allocator bitmap, new table frames) must lie below it.
 const BOOT_MAPPED_LIMIT: u64 = 4 << 30;
