@@ -465,13 +465,13 @@ impl Runner {
         loop {
             if self.finished() {
                 // Stop whatever is left (partitions the run does not wait for).
-                self.stop_halted();
+                self.stop_remaining();
                 return;
             }
             let Some(vcpu) = self.scheduler.next(&self.manager) else {
                 // Nothing runnable: children have no interrupt sources yet, so halted vCPUs
                 // would sleep forever. Stop them and end.
-                self.stop_halted();
+                self.stop_remaining();
                 return;
             };
             self.run_once(vcpu);
@@ -698,7 +698,7 @@ impl Runner {
     }
 
     /// Stops every partition still running (end of the run).
-    fn stop_halted(&mut self) {
+    fn stop_remaining(&mut self) {
         let ids: Vec<u64> = self.names.keys().copied().collect();
         for id in ids {
             if self.is_running(id) {
