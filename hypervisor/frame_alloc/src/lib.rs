@@ -14,11 +14,13 @@
 #![forbid(unsafe_code)]
 
 mod allocator;
+mod place;
 mod range;
 mod regions;
 #[cfg(test)]
 mod tests;
 
 pub use allocator::{FrameAllocator, FrameError};
+pub use place::highest_fit;
 pub use range::{FRAME_SIZE, LOW_MEMORY, PhysRange};
 pub use regions::{BitmapPlan, BuildError, MAX_REGIONS, MemoryRegions};

@@ -364,3 +364,60 @@ proptest! {
         }
     }
 }
+
+mod placement {
+    use crate::{PhysRange, highest_fit};
+
+    const MIB: u64 = 1 << 20;
+
+    fn r(start: u64, end: u64) -> PhysRange {
+        PhysRange::new(start, end)
+    }
+
+    #[test]
+    fn picks_the_top_of_the_highest_usable_range_below_the_limit() {
+        let usable = [r(0, 0x9F000), r(MIB, 1024 * MIB), r(4096 * MIB, 8192 * MIB)];
+        let got = highest_fit(&usable, &[], 64 * MIB, 2 * MIB, 4096 * MIB);
+        assert_eq!(got, Some(r(960 * MIB, 1024 * MIB)));
+    }
+
+    #[test]
+    fn steps_below_avoided_ranges_and_keeps_alignment() {
+        let usable = [r(MIB, 1024 * MIB)];
+        let avoid = [r(1000 * MIB, 1001 * MIB), r(900 * MIB + 4096, 950 * MIB)];
+        let got = highest_fit(&usable, &avoid, 64 * MIB, 2 * MIB, u64::MAX).unwrap();
+        assert_eq!(got, r(836 * MIB, 900 * MIB));
+        assert!(avoid.iter().all(|a| !a.overlaps(&got)));
+    }
+
+    #[test]
+    fn none_when_nothing_fits() {
+        let usable = [r(MIB, 32 * MIB)];
+        assert_eq!(highest_fit(&usable, &[], 64 * MIB, 2 * MIB, u64::MAX), None);
+        assert_eq!(
+            highest_fit(&usable, &[r(0, 64 * MIB)], 2 * MIB, 2 * MIB, u64::MAX),
+            None
+        );
+        assert_eq!(highest_fit(&usable, &[], 0, 2 * MIB, u64::MAX), None);
+        assert_eq!(highest_fit(&usable, &[], MIB, 3, u64::MAX), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn result_is_usable_aligned_and_clear(
+            ranges in proptest::collection::vec((0u64..4096, 1u64..512), 1..6),
+            avoids in proptest::collection::vec((0u64..4096, 1u64..256), 0..6),
+            size_mib in 1u64..128,
+        ) {
+            let usable: Vec<PhysRange> = ranges.iter().map(|&(s, l)| r(s * MIB, (s + l) * MIB)).collect();
+            let avoid: Vec<PhysRange> = avoids.iter().map(|&(s, l)| r(s * MIB, (s + l) * MIB)).collect();
+            if let Some(got) = highest_fit(&usable, &avoid, size_mib * MIB, 2 * MIB, 4096 * MIB) {
+                proptest::prop_assert_eq!(got.len(), size_mib * MIB);
+                proptest::prop_assert_eq!(got.start % (2 * MIB), 0);
+                proptest::prop_assert!(got.end <= 4096 * MIB);
+                proptest::prop_assert!(usable.iter().any(|u| u.start <= got.start && got.end <= u.end));
+                proptest::prop_assert!(avoid.iter().all(|a| !a.overlaps(&got)));
+            }
+        }
+    }
+}
