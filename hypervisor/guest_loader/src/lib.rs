@@ -61,6 +61,9 @@ mod elf;
 #[cfg(any(test, feature = "fake"))]
 mod fake;
 mod layout;
+pub mod linux;
+#[cfg(test)]
+mod linux_tests;
 mod load;
 mod start_info;
 #[cfg(test)]
@@ -73,6 +76,10 @@ pub use layout::{
     BOOT_PAGES_END, CODE_SELECTOR, CODE64_DESCRIPTOR, DATA_DESCRIPTOR, DATA_SELECTOR, GDT, GDT_GPA,
     IMAGE_BASE, Layout, LayoutError, MAX_RAM_SIZE, MIN_RAM_SIZE, RAM_ALIGN, Region, STACK_SIZE,
     START_INFO_GPA,
+};
+pub use linux::{
+    BzImage, E820Entry, E820Table, E820Type, LinuxBootSpec, LinuxEntry, LinuxError, SCRATCH_SIZE,
+    prepare_linux_boot, scratch_size,
 };
 pub use load::{GuestRam, InitialState, LoadError, LoadParams, RamError, load};
 pub use start_info::{
