@@ -240,6 +240,159 @@ pub struct DebugOutputHeader {
     pub reserved: u32,
 }
 
+/// Mica-private write-partition-memory header (24 bytes), followed by `length` bytes.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+#[repr(C)]
+pub struct WriteMemoryHeader {
+    /// Target child partition.
+    pub partition_id: u64,
+    /// First GPA written (the bytes must lie in pages mapped to the child).
+    pub gpa: u64,
+    /// Number of bytes that follow (at most [`crate::call::WRITE_MEMORY_MAX`]).
+    pub length: u32,
+    /// RsvdZ.
+    pub reserved: u32,
+}
+
+/// Mica-private read-console output header (8 bytes), followed by `length` bytes.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+#[repr(C)]
+pub struct ReadConsoleHeader {
+    /// Bytes that follow (0: the console is empty).
+    pub length: u32,
+    /// Bytes still buffered after this read.
+    pub remaining: u32,
+}
+
+/// Why a Mica run-partitions call returned (RDX on success).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u64)]
+pub enum RunExitReason {
+    /// A physical interrupt arrived for the root: handle it and call again.
+    Interrupted = 0,
+    /// No child vCPU can run: wait for the root's own events.
+    Idle = 1,
+    /// A child stopped (R8 = its ID): read its stop reason.
+    PartitionStopped = 2,
+    /// A child wrote a complete console line or filled its buffer (R8 = its ID).
+    ConsoleOutput = 3,
+}
+
+impl RunExitReason {
+    /// The reason for a raw RDX value.
+    #[must_use]
+    pub const fn from_raw(raw: u64) -> Option<Self> {
+        match raw {
+            0 => Some(Self::Interrupted),
+            1 => Some(Self::Idle),
+            2 => Some(Self::PartitionStopped),
+            3 => Some(Self::ConsoleOutput),
+            _ => None,
+        }
+    }
+}
+
+/// One physical range the root can never reach (hypervisor memory, child pool).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+#[repr(C)]
+pub struct ProtectedRange {
+    /// First byte.
+    pub start: u64,
+    /// One past the last byte.
+    pub end: u64,
+}
+
+/// The most protected ranges [`HypervisorInfo`] lists.
+pub const MAX_PROTECTED_RANGES: usize = 8;
+
+/// Mica-private get-hypervisor-info output (176 bytes).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+#[repr(C)]
+pub struct HypervisorInfo {
+    /// Mica version, major.
+    pub version_major: u16,
+    /// Mica version, minor.
+    pub version_minor: u16,
+    /// Build number (as CPUID 0x40000002 EAX).
+    pub build: u32,
+    /// Virtualization backend: [`BACKEND_SVM`] or [`BACKEND_VMX`].
+    pub backend: u32,
+    /// [`HostFeatures`] bits in use.
+    pub features: u32,
+    /// Child-memory pool size in 4 KiB pages.
+    pub pool_total_pages: u64,
+    /// Free pages in the pool.
+    pub pool_free_pages: u64,
+    /// Partitions alive, the root included.
+    pub partitions: u32,
+    /// The most partitions alive at once.
+    pub max_partitions: u32,
+    /// Valid entries in `protected`.
+    pub protected_count: u32,
+    /// RsvdZ.
+    pub reserved: u32,
+    /// Physical ranges the root can never reach.
+    pub protected: [ProtectedRange; MAX_PROTECTED_RANGES],
+}
+
+/// [`HypervisorInfo::backend`]: AMD SVM with nested paging.
+pub const BACKEND_SVM: u32 = 1;
+/// [`HypervisorInfo::backend`]: Intel VMX with EPT.
+pub const BACKEND_VMX: u32 = 2;
+
+bitflags! {
+    /// CPU features the hypervisor uses ([`HypervisorInfo::features`]).
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct HostFeatures: u32 {
+        /// Nested paging (NPT / EPT).
+        const NESTED_PAGING = 1 << 0;
+        /// SVM next-RIP save.
+        const NRIP_SAVE = 1 << 1;
+        /// TLB flush by ASID / VPID.
+        const FLUSH_BY_ASID = 1 << 2;
+        /// 1 GiB pages in the root's nested tables.
+        const PAGES_1G = 1 << 3;
+        /// XSAVE-based FPU switching.
+        const XSAVE = 1 << 4;
+        /// AVX state switched.
+        const AVX = 1 << 5;
+    }
+}
+
+/// Encoding of a partition's stop reason in the Mica stop-reason property
+/// (`properties::MICA_STOP_REASON` of the `partition` crate): kind in bits 7:0, detail in
+/// bits 63:32 (exit status, I/O port, exit code).
+pub mod stop_code {
+    /// Not stopped.
+    pub const NONE: u8 = 0;
+    /// Stopped by request.
+    pub const REQUESTED: u8 = 1;
+    /// Exited; detail = status.
+    pub const EXITED: u8 = 2;
+    /// Triple fault.
+    pub const TRIPLE_FAULT: u8 = 3;
+    /// Forbidden I/O port; detail bits 15:0 = port, 23:16 = size, bit 24 = write.
+    pub const BAD_IO_PORT: u8 = 4;
+    /// Access outside its memory (GPA in the stop-GPA property).
+    pub const OUTSIDE_MEMORY: u8 = 5;
+    /// Access against page permissions (GPA in the stop-GPA property).
+    pub const ACCESS_VIOLATION: u8 = 6;
+    /// Invalid vCPU state.
+    pub const INVALID_STATE: u8 = 7;
+    /// A hypervisor limit was reached.
+    pub const HYPERVISOR_LIMIT: u8 = 8;
+    /// Unhandled exit; detail = exit code (low 32 bits).
+    pub const UNHANDLED_EXIT: u8 = 9;
+}
+
 bitflags! {
     /// The `HV_MAP_GPA_FLAGS` permission bits Mica accepts when mapping pool pages.
     #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -276,6 +429,10 @@ const _: () = assert!(size_of::<SetVpRegisterElement>() == 32);
 const _: () = assert!(size_of::<MapPoolPagesInput>() == 24);
 const _: () = assert!(size_of::<PartitionControlInput>() == 16);
 const _: () = assert!(size_of::<DebugOutputHeader>() == 8);
+const _: () = assert!(size_of::<WriteMemoryHeader>() == 24);
+const _: () = assert!(size_of::<ReadConsoleHeader>() == 8);
+const _: () = assert!(size_of::<ProtectedRange>() == 16);
+const _: () = assert!(size_of::<HypervisorInfo>() == 176);
 // Field offsets the TLFS pages state explicitly.
 const _: () = assert!(core::mem::offset_of!(CreatePartitionInput, compatibility_version) == 16);
 const _: () =
@@ -320,6 +477,10 @@ const _: () = {
     );
     assert!(
         CallCode::MicaDebugOutput.spec().input_header_size == size_of::<DebugOutputHeader>() as u64
+    );
+    assert!(
+        CallCode::MicaWritePartitionMemory.spec().input_header_size
+            == size_of::<WriteMemoryHeader>() as u64
     );
     assert!(matches!(
         CallCode::GetVpRegisters.spec().kind,

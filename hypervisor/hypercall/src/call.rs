@@ -26,6 +26,14 @@ pub const MICA_PRIVATE_BASE: u16 = 0xC000;
 /// The longest string [`CallCode::MicaDebugOutput`] accepts, in bytes.
 pub const DEBUG_OUTPUT_MAX: usize = 256;
 
+/// The most bytes one [`CallCode::MicaWritePartitionMemory`] call copies (a page minus its
+/// 24-byte header).
+pub const WRITE_MEMORY_MAX: usize = 4096 - 24;
+
+/// The most bytes one [`CallCode::MicaReadConsole`] call returns (a page minus its 8-byte
+/// header).
+pub const CONSOLE_READ_MAX: usize = 4096 - 8;
+
 /// A call code Mica recognises.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u16)]
@@ -65,11 +73,25 @@ pub enum CallCode {
     /// Mica-private: print a string from a test guest. Slow: input = `u32` length, `u32`
     /// zero, then `length` bytes (at most [`DEBUG_OUTPUT_MAX`]).
     MicaDebugOutput = MICA_PRIVATE_BASE + 4,
+    /// Mica-private: copy bytes into a child's RAM (image loading by the root). Slow: input =
+    /// [`crate::abi::WriteMemoryHeader`] then `length` bytes (at most [`WRITE_MEMORY_MAX`]).
+    MicaWritePartitionMemory = MICA_PRIVATE_BASE + 5,
+    /// Mica-private: take a child's debug-console bytes. Slow: input = partition ID (8 bytes);
+    /// output = [`crate::abi::ReadConsoleHeader`] then up to [`CONSOLE_READ_MAX`] bytes.
+    MicaReadConsole = MICA_PRIVATE_BASE + 6,
+    /// Mica-private: lend the calling root vCPU to the children until an event for the root.
+    /// Fast, RDX = R8 = 0. Mica-private register output: on success RDX = a
+    /// [`crate::abi::RunExitReason`] and R8 = the partition it concerns (0 if none). The
+    /// backend carries it out; [`crate::dispatch`] refuses it (`HV_STATUS_INVALID_HYPERCALL_CODE`).
+    MicaRunPartitions = MICA_PRIVATE_BASE + 7,
+    /// Mica-private: what the hypervisor is and has. Slow, no input; output =
+    /// [`crate::abi::HypervisorInfo`].
+    MicaGetHypervisorInfo = MICA_PRIVATE_BASE + 8,
 }
 
 impl CallCode {
     /// Every call Mica implements.
-    pub const ALL: [CallCode; 16] = [
+    pub const ALL: [CallCode; 20] = [
         Self::NotifyLongSpinWait,
         Self::CreatePartition,
         Self::InitializePartition,
@@ -86,6 +108,10 @@ impl CallCode {
         Self::MicaStartPartition,
         Self::MicaStopPartition,
         Self::MicaDebugOutput,
+        Self::MicaWritePartitionMemory,
+        Self::MicaReadConsole,
+        Self::MicaRunPartitions,
+        Self::MicaGetHypervisorInfo,
     ];
 
     /// The call for a raw code, or `None` if Mica does not implement it.
@@ -143,6 +169,15 @@ impl CallCode {
             Self::MicaDebugOutput => {
                 CallSpec::simple(SlowOnly, 8, 0, PrivilegeRule::Requires(P::DEBUGGING))
             }
+            Self::MicaWritePartitionMemory => CallSpec::simple(SlowOnly, 24, 0, child_mgmt),
+            Self::MicaReadConsole => CallSpec::simple(SlowOnly, 8, 4096, child_mgmt),
+            Self::MicaRunPartitions => CallSpec::simple(FastOnly, 16, 0, child_mgmt),
+            Self::MicaGetHypervisorInfo => CallSpec::simple(
+                SlowOnly,
+                0,
+                size_of::<crate::abi::HypervisorInfo>() as u64,
+                child_mgmt,
+            ),
         }
     }
 }
@@ -328,6 +363,10 @@ mod tests {
                     | CallCode::MicaStartPartition
                     | CallCode::MicaStopPartition
                     | CallCode::MicaDebugOutput
+                    | CallCode::MicaWritePartitionMemory
+                    | CallCode::MicaReadConsole
+                    | CallCode::MicaRunPartitions
+                    | CallCode::MicaGetHypervisorInfo
             );
             assert_eq!(private, named_mica, "{code:?}");
         }

@@ -15,10 +15,13 @@ use crate::abi::{
     CreatePartitionInput, CreateVpInput, DebugOutputHeader, GetPartitionPropertyInput,
     GetPartitionPropertyOutput, INPUT_VTL_CURRENT, INPUT_VTL_ZERO, MapGpaFlags, MapPoolPagesInput,
     NotifyLongSpinWaitInput, PartitionControlInput, PartitionIdInput, PartitionIdOutput,
-    RegisterName, SetPartitionPropertyInput, SetVpRegisterElement, UnmapGpaPagesInput,
-    VpRegistersInput,
+    ReadConsoleHeader, RegisterName, SetPartitionPropertyInput, SetVpRegisterElement,
+    UnmapGpaPagesInput, VpRegistersInput, WriteMemoryHeader,
 };
-use crate::call::{CallCode, CallKind, CallSpec, DEBUG_OUTPUT_MAX, PrivilegeRule};
+use crate::call::{
+    CONSOLE_READ_MAX, CallCode, CallKind, CallSpec, DEBUG_OUTPUT_MAX, PrivilegeRule,
+    WRITE_MEMORY_MAX,
+};
 use crate::control::{HypercallControl, result_value, with_rep_start};
 use crate::handler::{
     CallerContext, CreatePartitionParams, CreateVpParams, HypercallHandler, PartitionId,
@@ -114,6 +117,10 @@ pub enum HypercallError {
     /// An input field is invalid (a reserved field set, an unsupported flag, ...).
     #[error("Invalid parameter: {0}")]
     InvalidParameter(&'static str),
+    /// A call the backend carries out itself (Mica run-partitions) reached the dispatcher:
+    /// this backend does not implement it.
+    #[error("{0:?} is carried out by the virtualization backend, which lacks it")]
+    BackendCall(CallCode),
     /// The handler failed the call.
     #[error(transparent)]
     Handler(HvError),
@@ -138,7 +145,7 @@ impl HypercallError {
             | Self::RepFieldsOnSimpleCall(_)
             | Self::ZeroRepCount(_)
             | Self::RepStartNotBelowCount { .. } => HvStatus::InvalidHypercallInput,
-            Self::UnknownCallCode(_) => HvStatus::InvalidHypercallCode,
+            Self::UnknownCallCode(_) | Self::BackendCall(_) => HvStatus::InvalidHypercallCode,
             Self::Misaligned { .. }
             | Self::CrossesPage { .. }
             | Self::BlocksOverlap
@@ -174,6 +181,40 @@ pub struct HypercallInput {
     code: CallCode,
     spec: CallSpec,
     params: Params,
+}
+
+/// A call the virtualization backend carries out itself, checked like any other call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendCall {
+    /// [`CallCode::MicaRunPartitions`], valid: lend the CPU to the children.
+    RunPartitions,
+}
+
+/// Whether RCX/RDX/R8 name a backend call: `None` if not (dispatch it normally),
+/// `Some(Ok(call))` if it is one and valid for `caller`, `Some(Err(outcome))` if it is one
+/// but invalid (the outcome to apply, as [`handle_hypercall`] would).
+#[must_use]
+pub fn backend_call(
+    rcx: u64,
+    rdx: u64,
+    r8: u64,
+    caller: &CallerContext,
+) -> Option<Result<BackendCall, HypercallOutcome>> {
+    let input = HypercallInput::decode(rcx, rdx, r8).ok()?;
+    if input.code != CallCode::MicaRunPartitions {
+        return None;
+    }
+    let fail = |error| Some(Err(HypercallOutcome::failed(error, 0)));
+    if let PrivilegeRule::Requires(needed) = input.spec.privilege {
+        let missing = needed.difference(caller.privileges);
+        if !missing.is_empty() {
+            return fail(HypercallError::AccessDenied { missing });
+        }
+    }
+    if rdx != 0 || r8 != 0 {
+        return fail(HypercallError::InvalidParameter("reserved field set"));
+    }
+    Some(Ok(BackendCall::RunPartitions))
 }
 
 impl HypercallInput {
@@ -450,6 +491,15 @@ impl<M: GuestMemory + ?Sized, H: HypercallHandler + ?Sized> Call<'_, M, H> {
                 self.simple(Self::partition_control)
             }
             CallCode::MicaDebugOutput => self.simple(Self::debug_output),
+            CallCode::MicaWritePartitionMemory => self.simple(Self::write_partition_memory),
+            CallCode::MicaReadConsole => self.simple(Self::read_console),
+            CallCode::MicaGetHypervisorInfo => self.simple(Self::hypervisor_info),
+            // Carried out by the backend before dispatch (it runs other vCPUs); reaching
+            // here means the backend does not support it.
+            CallCode::MicaRunPartitions => Err(Failure {
+                error: HypercallError::BackendCall(CallCode::MicaRunPartitions),
+                reps_completed: 0,
+            }),
             CallCode::UnmapGpaPages => self.unmap_gpa_pages(),
             CallCode::MicaMapPoolPages => self.map_pool_pages(),
             CallCode::GetVpRegisters => self.get_vp_registers(),
@@ -707,6 +757,85 @@ impl<M: GuestMemory + ?Sized, H: HypercallHandler + ?Sized> Call<'_, M, H> {
         result.map_err(HypercallError::Handler)
     }
 
+    fn write_partition_memory(&mut self) -> Result<(), HypercallError> {
+        let header: WriteMemoryHeader = self.read_input(0)?;
+        if header.reserved != 0 {
+            return Err(HypercallError::InvalidParameter("reserved field set"));
+        }
+        let len = usize::try_from(header.length)
+            .ok()
+            .filter(|&len| len <= WRITE_MEMORY_MAX)
+            .ok_or(HypercallError::InvalidParameter("write too long"))?;
+        let header_size = size_of::<WriteMemoryHeader>() as u64;
+        let mut data = [0u8; WRITE_MEMORY_MAX];
+        let data = &mut data[..len];
+        self.read_checked_tail(header_size, data)?;
+        let partition = self.resolve(header.partition_id);
+        self.handler
+            .write_partition_memory(self.caller, partition, header.gpa, data)
+            .map_err(HypercallError::Handler)
+    }
+
+    fn read_console(&mut self) -> Result<(), HypercallError> {
+        let input: PartitionIdInput = self.read_input(0)?;
+        let partition = self.resolve(input.partition_id);
+        let mut data = [0u8; CONSOLE_READ_MAX];
+        let (len, remaining) = self
+            .handler
+            .read_console(self.caller, partition, &mut data)
+            .map_err(HypercallError::Handler)?;
+        let len = len.min(CONSOLE_READ_MAX);
+        let header = ReadConsoleHeader {
+            length: u32::try_from(len).unwrap_or(0),
+            remaining: u32::try_from(remaining).unwrap_or(u32::MAX),
+        };
+        self.write_output(0, &header)?;
+        self.write_output_bytes(size_of::<ReadConsoleHeader>() as u64, &data[..len])
+    }
+
+    fn hypervisor_info(&mut self) -> Result<(), HypercallError> {
+        let info = self
+            .handler
+            .hypervisor_info(self.caller)
+            .map_err(HypercallError::Handler)?;
+        self.write_output(0, &info)
+    }
+
+    /// Reads `buf.len()` bytes that follow a variable-length call's header, after checking
+    /// the whole block (header + tail) is one readable page-contained block.
+    fn read_checked_tail(&self, header_size: u64, buf: &mut [u8]) -> Result<(), HypercallError> {
+        let Params::Memory { input_gpa, .. } = self.input.params else {
+            return Err(HypercallError::InvalidParameter("call needs memory"));
+        };
+        let total = header_size + buf.len() as u64;
+        check_placement(Block::Input, input_gpa, total)?;
+        self.mem
+            .check(input_gpa, total, Access::Read)
+            .map_err(|error| HypercallError::Memory {
+                block: Block::Input,
+                error,
+            })?;
+        self.read_input_bytes(header_size, buf)
+    }
+
+    /// Writes raw bytes into the output block, `offset` bytes in.
+    fn write_output_bytes(&mut self, offset: u64, bytes: &[u8]) -> Result<(), HypercallError> {
+        let Params::Memory { output_gpa, .. } = self.input.params else {
+            return Err(HypercallError::InvalidParameter(
+                "fast call has no output block",
+            ));
+        };
+        let gpa = output_gpa
+            .checked_add(offset)
+            .ok_or(HypercallError::InvalidParameter("output beyond GPA space"))?;
+        self.mem
+            .write(gpa, bytes)
+            .map_err(|error| HypercallError::Memory {
+                block: Block::Output,
+                error,
+            })
+    }
+
     fn debug_output(&mut self) -> Result<(), HypercallError> {
         let header: DebugOutputHeader = self.read_input(0)?;
         if header.reserved != 0 {
@@ -716,24 +845,10 @@ impl<M: GuestMemory + ?Sized, H: HypercallHandler + ?Sized> Call<'_, M, H> {
             .ok()
             .filter(|&len| len <= DEBUG_OUTPUT_MAX)
             .ok_or(HypercallError::InvalidParameter("debug output too long"))?;
-        let Params::Memory { input_gpa, .. } = self.input.params else {
-            return Err(HypercallError::InvalidParameter(
-                "debug output needs memory",
-            ));
-        };
         let header_size = size_of::<DebugOutputHeader>() as u64;
-        // The header was checked in place; the whole block must be as well.
-        let total = header_size + len as u64;
-        check_placement(Block::Input, input_gpa, total)?;
-        self.mem
-            .check(input_gpa, total, Access::Read)
-            .map_err(|error| HypercallError::Memory {
-                block: Block::Input,
-                error,
-            })?;
         let mut text = [0u8; DEBUG_OUTPUT_MAX];
         let text = &mut text[..len];
-        self.read_input_bytes(header_size, text)?;
+        self.read_checked_tail(header_size, text)?;
         self.handler
             .debug_output(self.caller, text)
             .map_err(HypercallError::Handler)

@@ -211,6 +211,20 @@ pub enum HandlerCall {
         caller: PartitionId,
         text: Vec<u8>,
     },
+    WritePartitionMemory {
+        caller: PartitionId,
+        partition: PartitionId,
+        gpa: u64,
+        data: Vec<u8>,
+    },
+    ReadConsole {
+        caller: PartitionId,
+        partition: PartitionId,
+        capacity: usize,
+    },
+    HypervisorInfo {
+        caller: PartitionId,
+    },
 }
 
 /// A handler that records every call and answers from small in-memory tables.
@@ -236,6 +250,10 @@ pub struct RecordingHandler {
     pub registers: BTreeMap<(u64, u32, u32), RegisterValue>,
     /// Partition properties by (partition, property code).
     pub properties: BTreeMap<(u64, u32), u64>,
+    /// What `read_console` hands out (drained from the front).
+    pub console: Vec<u8>,
+    /// What `hypervisor_info` answers.
+    pub info: crate::abi::HypervisorInfo,
     /// How many times `rep_time_slice_over` was asked.
     pub slice_checks: usize,
     elements_in_slice: usize,
@@ -250,6 +268,8 @@ impl Default for RecordingHandler {
             next_partition_id: 2,
             registers: BTreeMap::new(),
             properties: BTreeMap::new(),
+            console: Vec::new(),
+            info: crate::abi::HypervisorInfo::default(),
             slice_checks: 0,
             elements_in_slice: 0,
         }
@@ -465,6 +485,48 @@ impl HypercallHandler for RecordingHandler {
             caller: caller.partition_id,
             text: text.to_vec(),
         })
+    }
+
+    fn write_partition_memory(
+        &mut self,
+        caller: &CallerContext,
+        partition: PartitionId,
+        gpa: u64,
+        data: &[u8],
+    ) -> Result<(), HvError> {
+        self.record(HandlerCall::WritePartitionMemory {
+            caller: caller.partition_id,
+            partition,
+            gpa,
+            data: data.to_vec(),
+        })
+    }
+
+    fn read_console(
+        &mut self,
+        caller: &CallerContext,
+        partition: PartitionId,
+        buf: &mut [u8],
+    ) -> Result<(usize, usize), HvError> {
+        self.record(HandlerCall::ReadConsole {
+            caller: caller.partition_id,
+            partition,
+            capacity: buf.len(),
+        })?;
+        let len = self.console.len().min(buf.len());
+        buf[..len].copy_from_slice(&self.console[..len]);
+        self.console.drain(..len);
+        Ok((len, self.console.len()))
+    }
+
+    fn hypervisor_info(
+        &mut self,
+        caller: &CallerContext,
+    ) -> Result<crate::abi::HypervisorInfo, HvError> {
+        self.record(HandlerCall::HypervisorInfo {
+            caller: caller.partition_id,
+        })?;
+        Ok(self.info)
     }
 
     fn rep_time_slice_over(&mut self) -> bool {

@@ -4,7 +4,7 @@
 //! reserved-field violations; the handler applies policy (is the caller the target's
 //! parent? is the partition in the right state?) and reports failures as [`HvError`].
 
-use crate::abi::{MapGpaFlags, RegisterName, RegisterValue};
+use crate::abi::{HypervisorInfo, MapGpaFlags, RegisterName, RegisterValue};
 use crate::privilege::PartitionPrivileges;
 use crate::status::HvError;
 
@@ -230,6 +230,37 @@ pub trait HypercallHandler {
     /// # Errors
     /// The status the caller sees.
     fn debug_output(&mut self, caller: &CallerContext, text: &[u8]) -> Result<(), HvError>;
+
+    /// Mica write-partition-memory call: copy `data` to `gpa` of child `partition` (every
+    /// byte must land in a page mapped to it).
+    ///
+    /// # Errors
+    /// The status the caller sees.
+    fn write_partition_memory(
+        &mut self,
+        caller: &CallerContext,
+        partition: PartitionId,
+        gpa: u64,
+        data: &[u8],
+    ) -> Result<(), HvError>;
+
+    /// Mica read-console call: move up to `buf.len()` of child `partition`'s buffered
+    /// console bytes into `buf`; returns (bytes written, bytes still buffered).
+    ///
+    /// # Errors
+    /// The status the caller sees.
+    fn read_console(
+        &mut self,
+        caller: &CallerContext,
+        partition: PartitionId,
+        buf: &mut [u8],
+    ) -> Result<(usize, usize), HvError>;
+
+    /// Mica get-hypervisor-info call.
+    ///
+    /// # Errors
+    /// The status the caller sees.
+    fn hypervisor_info(&mut self, caller: &CallerContext) -> Result<HypervisorInfo, HvError>;
 
     /// Asked after each completed rep element (except the last): `true` ends this
     /// invocation early, and the dispatcher returns a continuation (see

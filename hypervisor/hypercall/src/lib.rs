@@ -36,13 +36,15 @@ pub mod fake;
 pub mod handler;
 pub mod memory;
 pub mod privilege;
+pub mod root_abi;
 pub mod status;
 
 pub use abi::{MapGpaFlags, RegisterName, RegisterValue};
 pub use call::{CallCode, CallSpec, DEBUG_OUTPUT_MAX, MICA_PRIVATE_BASE};
 pub use control::{HypercallControl, result_value};
 pub use dispatch::{
-    Block, HypercallError, HypercallInput, HypercallOutcome, dispatch, handle_hypercall,
+    BackendCall, Block, HypercallError, HypercallInput, HypercallOutcome, backend_call, dispatch,
+    handle_hypercall,
 };
 pub use handler::{
     CallerContext, CreatePartitionParams, CreateVpParams, HypercallHandler, PartitionId,

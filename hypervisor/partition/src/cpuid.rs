@@ -20,6 +20,11 @@
 //! vCPU's APIC ID (its index); 0x80000001 ECX.SVM (bit 2) cleared and leaf 0x8000000A
 //! (SVM features) zero; leaves 0xB and 0x1F report the vCPU index as x2APIC ID in EDX. This
 //! applies to the root too: Mica offers no nested virtualization.
+//!
+//! The root differs in two ways: leaf 0x40000000 names the vendor "MicaMicaMica" (the root
+//! runs a stock kernel that must not take itself for a Hyper-V guest: Mica's root ABI is
+//! the doorbell of `hypercall::root_abi`, not the Hyper-V enlightenments), and the APIC IDs
+//! are the host's (the root owns the physical local APICs).
 
 use hypercall::PartitionPrivileges;
 
@@ -67,6 +72,8 @@ pub struct CpuidContext {
     pub cr4: u64,
     /// The vCPU limit (leaf 0x40000005).
     pub max_vcpus: u32,
+    /// The caller is the root partition (see the module docs).
+    pub root: bool,
 }
 
 /// The answer to CPUID(`leaf`, `subleaf`) for a vCPU; `host` gives the real CPU's values.
@@ -77,6 +84,12 @@ pub fn cpuid(
     host: impl FnOnce(u32, u32) -> CpuidResult,
 ) -> CpuidResult {
     match leaf {
+        0x4000_0000 if ctx.root => CpuidResult {
+            eax: HV_MAX_LEAF,
+            ebx: sig(b"Mica"),
+            ecx: sig(b"Mica"),
+            edx: sig(b"Mica"),
+        },
         0x4000_0000 => CpuidResult {
             eax: HV_MAX_LEAF,
             ebx: sig(b"Micr"),
@@ -125,9 +138,11 @@ pub fn cpuid(
                     } else {
                         r.ecx &= !(1 << 27);
                     }
-                    r.ebx = (r.ebx & 0x00FF_FFFF) | (ctx.vp_index & 0xFF) << 24;
+                    if !ctx.root {
+                        r.ebx = (r.ebx & 0x00FF_FFFF) | (ctx.vp_index & 0xFF) << 24;
+                    }
                 }
-                0xB | 0x1F => r.edx = ctx.vp_index,
+                0xB | 0x1F if !ctx.root => r.edx = ctx.vp_index,
                 0x8000_0001 => r.ecx &= !(1 << 2),
                 _ => {}
             }
@@ -146,6 +161,7 @@ mod tests {
             vp_index: 2,
             cr4: 0,
             max_vcpus: 8,
+            root: false,
         }
     }
 

@@ -4,13 +4,17 @@
 //! reason/qualification) into an [`ExitEvent`], stores the guest state into the vCPU's
 //! [`crate::VcpuRegisters`], calls [`handle_exit`] and carries out the [`ExitAction`].
 
-use hypercall::{CallerContext, GuestMemory, PartitionId, handle_hypercall};
+use hypercall::abi::RunExitReason;
+use hypercall::root_abi::DOORBELL_PORT;
+use hypercall::{
+    BackendCall, CallerContext, GuestMemory, PartitionId, backend_call, handle_hypercall,
+};
 
 use crate::cpuid::{CpuidContext, CpuidResult, cpuid};
 use crate::manager::PartitionManager;
 use crate::memory::{CallerMemory, GpaPerms, HostPhysMemory, MemoryPool, PAGE_SIZE, SecondLevel};
 use crate::msr::{EFER_LMA, MsrContext, MsrEffect};
-use crate::partition::{MemoryAccess, PartitionState, StopReason};
+use crate::partition::{MemoryAccess, PartitionState, ROOT_PARTITION, StopReason};
 use crate::vcpu::{Gpr, RunState};
 
 /// The debug console port: byte writes append to the partition's console buffer (NUL bytes
@@ -206,6 +210,10 @@ pub enum ExitAction {
     Halt,
     /// Re-queue the vCPU and let the scheduler pick (time slice over).
     Yield,
+    /// The root asked to lend this CPU to the children (Mica run-partitions call, already
+    /// validated): run child vCPUs until an event for the root, then complete the call with
+    /// [`finish_run_partitions`] and resume the root past the instruction.
+    RunPartitions,
     /// The partition is stopped (its state and reason are recorded): take every vCPU of it
     /// off the CPUs (kick the other CPUs running its vCPUs) and do not re-enter it.
     StopPartition {
@@ -295,9 +303,24 @@ where
         };
     }
     let privileges = partition.privileges;
+    let is_root = id == ROOT_PARTITION;
     match event {
-        ExitEvent::Hypercall => hypercall(manager, id, vp_index),
+        ExitEvent::Hypercall => hypercall(manager, id, vp_index, Gate::Instruction),
+        ExitEvent::IoPort(io) if is_root => root_io_port(manager, io, vp_index),
         ExitEvent::IoPort(io) => io_port(manager, id, io, vp_index),
+        ExitEvent::MemoryFault { .. } if is_root => {
+            // The root's nested tables map everything but the hypervisor's memory and the
+            // child pool: a fault is an access to those. It fails like a bus error would
+            // surface in a guest: #GP (Linux: SIGSEGV for a process, a fixup or oops in
+            // the kernel); the hypervisor and the root go on.
+            partition.counters.gp_injected += 1;
+            partition.counters.root_denied_accesses += 1;
+            GP
+        }
+        ExitEvent::MsrRead { msr } if is_root => root_msr_read(manager, vp_index, msr),
+        ExitEvent::MsrWrite { msr, value } if is_root => {
+            root_msr_write(manager, vp_index, msr, value)
+        }
         ExitEvent::MemoryFault { gpa, access } => {
             let needed = match access {
                 MemoryAccess::Read => GpaPerms::READ,
@@ -326,6 +349,7 @@ where
                 vp_index,
                 cr4: vcpu.regs.cr4,
                 max_vcpus,
+                root: is_root,
             };
             let r = cpuid(leaf, subleaf, &ctx, |l, s| platform.host_cpuid(l, s));
             vcpu.regs.set_gpr(Gpr::Rax, u64::from(r.eax));
@@ -383,10 +407,21 @@ where
     }
 }
 
+/// How a hypercall reached the hypervisor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Gate {
+    /// VMMCALL/VMCALL: TLFS rules (64-bit mode, CPL 0).
+    Instruction,
+    /// The root's I/O-port doorbell: 64-bit mode, any CPL (the OS's I/O permission bitmap
+    /// decided who may reach the port).
+    Doorbell,
+}
+
 fn hypercall<P, S, H>(
     manager: &mut PartitionManager<P, S, H>,
     id: PartitionId,
     vp_index: u32,
+    gate: Gate,
 ) -> ExitAction
 where
     P: MemoryPool,
@@ -403,10 +438,19 @@ where
     // TLFS: hypercalls from outside 64-bit mode or from CPL > 0 raise #UD.
     let long_mode = regs.efer & EFER_LMA != 0 && regs.cs.attributes & CS_LONG != 0;
     let cpl = (regs.ss.attributes >> 5) & 3;
-    if !long_mode || cpl != 0 {
+    if !long_mode || (cpl != 0 && gate == Gate::Instruction) {
+        if gate == Gate::Doorbell
+            && let Some(partition) = manager.partition_mut(id)
+        {
+            partition.counters.gp_injected += 1;
+        }
         return ExitAction::Inject {
-            vector: VECTOR_UD,
-            error_code: None,
+            vector: if gate == Gate::Instruction {
+                VECTOR_UD
+            } else {
+                VECTOR_GP
+            },
+            error_code: (gate == Gate::Doorbell).then_some(0),
         };
     }
     let (rcx, rdx, r8) = (regs.gpr(Gpr::Rcx), regs.gpr(Gpr::Rdx), regs.gpr(Gpr::R8));
@@ -415,6 +459,19 @@ where
         vp_index,
         privileges: partition.privileges,
     };
+    match backend_call(rcx, rdx, r8, &caller) {
+        Some(Ok(BackendCall::RunPartitions)) => return ExitAction::RunPartitions,
+        Some(Err(outcome)) => {
+            if let Some(vcpu) = manager.vcpu_mut(id, vp_index) {
+                vcpu.regs.set_gpr(Gpr::Rax, outcome.rax);
+            }
+            if let Some(partition) = manager.partition_mut(id) {
+                partition.counters.failed_hypercalls += 1;
+            }
+            return ADVANCE;
+        }
+        None => {}
+    }
     let mut memory = if rcx & FAST_BIT != 0 {
         // Fast calls pass everything in registers: no guest memory to buffer.
         CallerMemory::empty()
@@ -559,4 +616,155 @@ where
             GP
         }
     }
+}
+
+/// Completes a Mica run-partitions call of root vCPU `vp_index`: RAX = success, RDX =
+/// `reason`, R8 = `partition` (0 if none). The backend then resumes the root past the
+/// calling instruction.
+pub fn finish_run_partitions<P, S, H>(
+    manager: &mut PartitionManager<P, S, H>,
+    vp_index: u32,
+    reason: RunExitReason,
+    partition: Option<PartitionId>,
+) where
+    P: MemoryPool,
+    S: SecondLevel,
+    H: HostPhysMemory,
+{
+    if let Some(vcpu) = manager.vcpu_mut(ROOT_PARTITION, vp_index) {
+        vcpu.regs.set_gpr(
+            Gpr::Rax,
+            hypercall::result_value(hypercall::HvStatus::Success, 0),
+        );
+        vcpu.regs.set_gpr(Gpr::Rdx, reason as u64);
+        vcpu.regs.set_gpr(Gpr::R8, partition.map_or(0, |p| p.0));
+    }
+}
+
+/// The root's intercepted I/O: the doorbell, or a port the hypervisor keeps for itself
+/// (its serial port): reads see a floating bus (all ones), writes are dropped, string and
+/// REP forms get #GP. None of it stops the root.
+fn root_io_port<P, S, H>(
+    manager: &mut PartitionManager<P, S, H>,
+    io: IoPortAccess,
+    vp_index: u32,
+) -> ExitAction
+where
+    P: MemoryPool,
+    S: SecondLevel,
+    H: HostPhysMemory,
+{
+    if io.port == DOORBELL_PORT && io.write && io.size == 1 && !io.string && !io.rep {
+        return hypercall(manager, ROOT_PARTITION, vp_index, Gate::Doorbell);
+    }
+    let Some(partition) = manager.partition_mut(ROOT_PARTITION) else {
+        return RETRY;
+    };
+    partition.counters.root_denied_io += 1;
+    if io.string || io.rep || !matches!(io.size, 1 | 2 | 4) {
+        partition.counters.gp_injected += 1;
+        return GP;
+    }
+    if !io.write
+        && let Some(vcpu) = partition.vcpus.get_mut(&vp_index)
+    {
+        let rax = vcpu.regs.gpr(Gpr::Rax);
+        let value = match io.size {
+            1 => rax | 0xFF,
+            2 => rax | 0xFFFF,
+            // A 32-bit IN zero-extends into RAX.
+            _ => 0xFFFF_FFFF,
+        };
+        vcpu.regs.set_gpr(Gpr::Rax, value);
+    }
+    ADVANCE
+}
+
+/// MSRs the backend intercepts on the root (every other MSR passes through to the CPU).
+pub mod root_msrs {
+    /// EFER: SVME must stay set under the root (read and write intercepted).
+    pub const EFER: u32 = 0xC000_0080;
+    /// AMD VM_CR: reads report SVM disabled and locked; writes are dropped.
+    pub const VM_CR: u32 = 0xC001_0114;
+    /// AMD VM_HSAVE_PA: the hypervisor's host save area; reads 0, writes dropped.
+    pub const VM_HSAVE_PA: u32 = 0xC001_0117;
+    /// AMD SYSCFG (memory encryption, MTRR fix-ups): writes dropped.
+    pub const SYSCFG: u32 = 0xC001_0010;
+    /// MTRR range (capabilities, variable and fixed ranges, default type): writes dropped,
+    /// so the root cannot change the memory types of the hypervisor's memory.
+    pub const MTRRS: [core::ops::RangeInclusive<u32>; 2] =
+        [0x0000_00FE..=0x0000_00FE, 0x0000_0200..=0x0000_02FF];
+    /// Intercepted for reads (the rest only for writes).
+    pub const READ_INTERCEPTED: [u32; 3] = [EFER, VM_CR, VM_HSAVE_PA];
+    /// Intercepted for writes, single MSRs.
+    pub const WRITE_INTERCEPTED: [u32; 4] = [EFER, VM_CR, VM_HSAVE_PA, SYSCFG];
+}
+
+/// VM_CR.LOCK (bit 3) and VM_CR.SVMDIS (bit 4).
+const VM_CR_LOCKED_DISABLED: u64 = (1 << 3) | (1 << 4);
+/// EFER.SVME.
+const EFER_SVME: u64 = 1 << 12;
+/// EFER bits the root may write: SCE, LME, LMA (ignored), NXE, LMSLE, FFXSR, TCE.
+const ROOT_EFER_WRITABLE: u64 = (1 << 0) | (1 << 8) | (1 << 10) | (1 << 11) | (0b111 << 13);
+
+fn root_msr_read<P, S, H>(
+    manager: &mut PartitionManager<P, S, H>,
+    vp_index: u32,
+    msr: u32,
+) -> ExitAction
+where
+    P: MemoryPool,
+    S: SecondLevel,
+    H: HostPhysMemory,
+{
+    let Some(partition) = manager.partition_mut(ROOT_PARTITION) else {
+        return RETRY;
+    };
+    let Some(vcpu) = partition.vcpus.get_mut(&vp_index) else {
+        return RETRY;
+    };
+    let value = match msr {
+        root_msrs::EFER => vcpu.regs.efer & !EFER_SVME,
+        root_msrs::VM_CR => VM_CR_LOCKED_DISABLED,
+        root_msrs::VM_HSAVE_PA => 0,
+        _ => {
+            partition.counters.gp_injected += 1;
+            return GP;
+        }
+    };
+    vcpu.regs.set_gpr(Gpr::Rax, value & 0xFFFF_FFFF);
+    vcpu.regs.set_gpr(Gpr::Rdx, value >> 32);
+    ADVANCE
+}
+
+fn root_msr_write<P, S, H>(
+    manager: &mut PartitionManager<P, S, H>,
+    vp_index: u32,
+    msr: u32,
+    value: u64,
+) -> ExitAction
+where
+    P: MemoryPool,
+    S: SecondLevel,
+    H: HostPhysMemory,
+{
+    let Some(partition) = manager.partition_mut(ROOT_PARTITION) else {
+        return RETRY;
+    };
+    if msr == root_msrs::EFER {
+        // The root may not turn SVM on (it has no SVM) nor off (the hypervisor's VMRUN needs
+        // it): the bit is kept out of its view; the rest is the root's, and the hardware's
+        // VMRUN checks reject an inconsistent EFER.
+        if value & EFER_SVME != 0 || value & !ROOT_EFER_WRITABLE != 0 {
+            partition.counters.gp_injected += 1;
+            return GP;
+        }
+        if let Some(vcpu) = partition.vcpus.get_mut(&vp_index) {
+            // LMA is the CPU's to set (it follows LME and CR0.PG); a write keeps it.
+            vcpu.regs.efer = (value & !EFER_LMA) | (vcpu.regs.efer & EFER_LMA);
+        }
+        return ADVANCE;
+    }
+    partition.counters.root_denied_msr_writes += 1;
+    ADVANCE
 }

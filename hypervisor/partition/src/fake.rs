@@ -56,6 +56,10 @@ impl MemoryPool for FakePool {
     fn free_frames(&self) -> u64 {
         self.free.len() as u64
     }
+
+    fn total_frames(&self) -> u64 {
+        (self.free.len() + self.allocated.len()) as u64
+    }
 }
 
 /// Host memory made of 4 KiB frames created on first touch. Frames never written read as

@@ -76,14 +76,16 @@ mod scheduler;
 mod vcpu;
 
 #[cfg(test)]
+mod root_tests;
+#[cfg(test)]
 mod tests;
 
 pub use cpuid::CpuidResult;
 pub use exit::{
     DEBUG_CONSOLE_PORT, EXIT_PORT, ExitAction, ExitEvent, ExitKind, IoPortAccess, Platform,
-    VECTOR_GP, VECTOR_UD, handle_exit, inline_hypercall,
+    VECTOR_GP, VECTOR_UD, finish_run_partitions, handle_exit, inline_hypercall, root_msrs,
 };
-pub use manager::{MAX_GPA_PAGES, ManagerError, PartitionManager, properties};
+pub use manager::{HostInfo, MAX_GPA_PAGES, ManagerError, PartitionManager, properties};
 pub use memory::{
     Flush, GpaMapping, GpaPerms, GuestRam, HostPhysMemory, MemoryPool, PAGE_SIZE, PartitionMemory,
     SecondLevel, SecondLevelError,

@@ -4,6 +4,7 @@
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
+use hypercall::abi::{HypervisorInfo, MAX_PROTECTED_RANGES, ProtectedRange};
 use hypercall::{
     CallerContext, CreatePartitionParams, CreateVpParams, HvError, HypercallHandler, MapGpaFlags,
     PartitionId, PartitionPrivileges, PartitionPropertyCode, RegisterName, RegisterValue, VpTarget,
@@ -36,6 +37,24 @@ pub mod properties {
     pub const MICA_STATE: u32 = 0x8000_0003;
     /// Mica-private (read-only): exits handled so far.
     pub const MICA_TOTAL_EXITS: u32 = 0x8000_0004;
+    /// Mica-private (read-only): why it stopped, encoded as `hypercall::abi::stop_code`
+    /// (0 while it has not stopped).
+    pub const MICA_STOP_REASON: u32 = 0x8000_0005;
+    /// Mica-private (read-only): the faulting GPA of a memory stop (0 otherwise).
+    pub const MICA_STOP_GPA: u32 = 0x8000_0006;
+}
+
+/// What the backend tells the manager about the host, for the hypervisor-info call.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HostInfo {
+    /// `hypercall::abi::BACKEND_SVM` or `BACKEND_VMX`.
+    pub backend: u32,
+    /// `hypercall::abi::HostFeatures` bits in use.
+    pub features: u32,
+    /// Physical ranges the root can never reach (at most `MAX_PROTECTED_RANGES` reported).
+    pub protected: [(u64, u64); hypercall::abi::MAX_PROTECTED_RANGES],
+    /// Valid entries of `protected`.
+    pub protected_count: usize,
 }
 
 /// Errors of the manager's hypervisor-side (non-hypercall) API.
@@ -70,6 +89,7 @@ pub struct PartitionManager<P: MemoryPool, S: SecondLevel, H: HostPhysMemory> {
     pub(crate) pool: P,
     tables: S,
     pub(crate) host: H,
+    host_info: HostInfo,
 }
 
 impl<P: MemoryPool, S: SecondLevel, H: HostPhysMemory> PartitionManager<P, S, H> {
@@ -121,7 +141,13 @@ impl<P: MemoryPool, S: SecondLevel, H: HostPhysMemory> PartitionManager<P, S, H>
             pool,
             tables,
             host,
+            host_info: HostInfo::default(),
         })
+    }
+
+    /// Records the host facts the hypervisor-info call reports.
+    pub fn set_host_info(&mut self, info: HostInfo) {
+        self.host_info = info;
     }
 
     /// The second-level tables (for inspection: leaf counts, translations).
@@ -450,6 +476,8 @@ impl<P: MemoryPool, S: SecondLevel, H: HostPhysMemory> HypercallHandler
             properties::MICA_MAX_PAGES => Ok(target.max_pages),
             properties::MICA_STATE => Ok(state_code(target.state)),
             properties::MICA_TOTAL_EXITS => Ok(target.counters.total_exits()),
+            properties::MICA_STOP_REASON => Ok(target.stop_reason.map_or(0, |r| r.code())),
+            properties::MICA_STOP_GPA => Ok(target.stop_reason.map_or(0, |r| r.gpa())),
             _ => Err(HvError::UnknownProperty),
         }
     }
@@ -629,6 +657,64 @@ impl<P: MemoryPool, S: SecondLevel, H: HostPhysMemory> HypercallHandler
         }
         child.stop(StopReason::Requested);
         Ok(())
+    }
+
+    fn write_partition_memory(
+        &mut self,
+        caller: &CallerContext,
+        partition: PartitionId,
+        gpa: u64,
+        data: &[u8],
+    ) -> Result<(), HvError> {
+        use hypercall::GuestMemory;
+        if matches!(
+            self.child_of(caller, partition)?.state,
+            PartitionState::Finalized
+        ) {
+            return Err(HvError::InvalidPartitionState);
+        }
+        let mut memory = self
+            .guest_memory(partition)
+            .ok_or(HvError::InvalidPartitionId)?;
+        memory
+            .write(gpa, data)
+            .map_err(|_| HvError::InvalidParameter)
+    }
+
+    fn read_console(
+        &mut self,
+        caller: &CallerContext,
+        partition: PartitionId,
+        buf: &mut [u8],
+    ) -> Result<(usize, usize), HvError> {
+        Ok(self.child_of(caller, partition)?.console.read_into(buf))
+    }
+
+    fn hypervisor_info(&mut self, _caller: &CallerContext) -> Result<HypervisorInfo, HvError> {
+        let host = &self.host_info;
+        let mut info = HypervisorInfo {
+            version_major: 0,
+            version_minor: 1,
+            build: crate::cpuid::MICA_BUILD,
+            backend: host.backend,
+            features: host.features,
+            pool_total_pages: self.pool.total_frames(),
+            pool_free_pages: self.pool.free_frames(),
+            partitions: u32::try_from(self.partitions.len()).unwrap_or(u32::MAX),
+            max_partitions: u32::try_from(self.limits.max_partitions).unwrap_or(u32::MAX),
+            protected_count: 0,
+            reserved: 0,
+            protected: [ProtectedRange::default(); MAX_PROTECTED_RANGES],
+        };
+        for (slot, &(start, end)) in info
+            .protected
+            .iter_mut()
+            .zip(host.protected.iter().take(host.protected_count))
+        {
+            *slot = ProtectedRange { start, end };
+            info.protected_count += 1;
+        }
+        Ok(info)
     }
 
     fn debug_output(&mut self, caller: &CallerContext, text: &[u8]) -> Result<(), HvError> {

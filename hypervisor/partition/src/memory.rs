@@ -29,6 +29,9 @@ pub trait MemoryPool {
 
     /// Frames still available (for the root's `hvctl info`).
     fn free_frames(&self) -> u64;
+
+    /// Frames the pool holds in all (free or handed out).
+    fn total_frames(&self) -> u64;
 }
 
 /// Host-physical memory, as the hypervisor reaches it (its physical-memory window on bare

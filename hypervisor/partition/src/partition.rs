@@ -128,8 +128,14 @@ pub struct Counters {
     pub failed_hypercalls: u64,
     /// Console bytes dropped because the buffer was full.
     pub console_dropped: u64,
-    /// #GP injections by the MSR policy.
+    /// #GP injections by the exit policies.
     pub gp_injected: u64,
+    /// Root only: accesses to memory it may not reach (hypervisor memory, child pool).
+    pub root_denied_accesses: u64,
+    /// Root only: accesses to I/O ports the hypervisor keeps.
+    pub root_denied_io: u64,
+    /// Root only: writes to protected MSRs that were dropped.
+    pub root_denied_msr_writes: u64,
 }
 
 impl Counters {
@@ -195,6 +201,60 @@ impl Console {
     /// Takes the buffered bytes, leaving the buffer empty.
     pub fn drain(&mut self) -> Vec<u8> {
         self.bytes.drain(..).collect()
+    }
+
+    /// Moves the oldest buffered bytes into `buf`; returns (bytes moved, bytes left).
+    pub fn read_into(&mut self, buf: &mut [u8]) -> (usize, usize) {
+        let n = buf.len().min(self.bytes.len());
+        for (slot, byte) in buf.iter_mut().zip(self.bytes.drain(..n)) {
+            *slot = byte;
+        }
+        (n, self.bytes.len())
+    }
+
+    /// Bytes buffered.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Whether nothing is buffered.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+}
+
+impl StopReason {
+    /// The Mica stop-reason property value ([`hypercall::abi::stop_code`]): kind in bits
+    /// 7:0, detail in bits 63:32.
+    #[must_use]
+    pub const fn code(&self) -> u64 {
+        use hypercall::abi::stop_code as c;
+        let (kind, detail): (u8, u32) = match *self {
+            Self::Requested => (c::REQUESTED, 0),
+            Self::Exited(status) => (c::EXITED, status),
+            Self::TripleFault => (c::TRIPLE_FAULT, 0),
+            Self::BadIoPort { port, size, write } => (
+                c::BAD_IO_PORT,
+                port as u32 | (size as u32) << 16 | (write as u32) << 24,
+            ),
+            Self::OutsideMemory { .. } => (c::OUTSIDE_MEMORY, 0),
+            Self::AccessViolation { .. } => (c::ACCESS_VIOLATION, 0),
+            Self::InvalidState => (c::INVALID_STATE, 0),
+            Self::HypervisorLimit => (c::HYPERVISOR_LIMIT, 0),
+            Self::UnhandledExit { code } => (c::UNHANDLED_EXIT, code as u32),
+        };
+        kind as u64 | (detail as u64) << 32
+    }
+
+    /// The faulting GPA of a memory stop (0 otherwise).
+    #[must_use]
+    pub const fn gpa(&self) -> u64 {
+        match *self {
+            Self::OutsideMemory { gpa, .. } | Self::AccessViolation { gpa, .. } => gpa,
+            _ => 0,
+        }
     }
 }
 

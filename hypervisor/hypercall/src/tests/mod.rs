@@ -3,6 +3,7 @@
 mod calls;
 mod errors;
 mod properties;
+mod root_calls;
 
 use zerocopy::{Immutable, IntoBytes};
 
