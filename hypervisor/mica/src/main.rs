@@ -11,6 +11,7 @@ extern crate alloc;
 mod arch;
 mod memory;
 mod platform;
+mod root;
 mod serial;
 mod shutdown;
 #[cfg(feature = "test-hooks")]
@@ -163,6 +164,11 @@ extern "C" fn mica_main(magic: u32, info_addr: u32) -> ! {
     for (slot, module) in modules.iter_mut().zip(boot.modules.as_slice()) {
         *slot = PhysRange::new(module.start, module.end);
     }
+    let image = PhysRange::new(layout.image.start, layout.image.end);
+    let root_plan = match root::plan(&boot, &usable[..n_usable], image, options.child_pool) {
+        Ok(plan) => plan,
+        Err(error) => fatal("root partition", error),
+    };
     let summary = match memory::init(
         &usable[..n_usable],
         &unusable[..n_unusable],
@@ -170,6 +176,7 @@ extern "C" fn mica_main(magic: u32, info_addr: u32) -> ! {
         &layout,
         cpu.paging.phys_addr_bits,
         cpu.paging.pdpe1gb,
+        root_plan.as_ref().map(|plan| plan.hypervisor_region),
     ) {
         Ok(summary) => summary,
         Err(error) => fatal("memory", error),
@@ -202,6 +209,20 @@ extern "C" fn mica_main(magic: u32, info_addr: u32) -> ! {
         test_hooks::run(test, &layout);
         #[cfg(not(feature = "test-hooks"))]
         warn!("test={test} ignored: this image is built without test hooks");
+    }
+
+    if let Some(plan) = root_plan {
+        if !options.launch.as_slice().is_empty() {
+            warn!("launch= is ignored: the root partition creates the children");
+        }
+        let rsdp = bios_rsdp.map(|rsdp| rsdp.phys);
+        match root::run(&boot, &plan, image, &cpu, rsdp) {
+            Ok(reason) => {
+                println!("root partition stopped: {reason}");
+                shutdown::exit(ExitStatus::Failure)
+            }
+            Err(error) => fatal("root partition", error),
+        }
     }
 
     if options.launch.as_slice().is_empty() {

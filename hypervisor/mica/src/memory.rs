@@ -157,6 +157,8 @@ fn range(start: u64, end: u64) -> PhysRange {
 /// `usable` is the memory map's usable RAM, `unusable` every other memory-map entry (kept out
 /// even where a firmware map overlaps it with usable RAM), `modules` the boot modules (kept out
 /// of the allocator), `phys_addr_bits` MAXPHYADDR, `pages_1g` whether 1 GiB pages exist.
+/// `allocator_limit`: when a root partition gets the rest of RAM, the one range the frame
+/// allocator (and so every hypervisor allocation: tables, heap, pool) may draw from.
 pub fn init(
     usable: &[PhysRange],
     unusable: &[PhysRange],
@@ -164,6 +166,7 @@ pub fn init(
     layout: &ImageLayout,
     phys_addr_bits: u8,
     pages_1g: bool,
+    allocator_limit: Option<PhysRange>,
 ) -> Result<MemorySummary, MemoryError> {
     let image = range(layout.image.start, layout.image.end);
     let mut reserved = Ranges::new();
@@ -176,8 +179,18 @@ pub fn init(
         reserved.push(region.align_outward())?;
     }
 
+    let mut limited = Ranges::new();
+    for ram in usable {
+        let clipped = match allocator_limit {
+            Some(limit) => range(ram.start.max(limit.start), ram.end.min(limit.end)),
+            None => *ram,
+        };
+        if clipped.start < clipped.end {
+            limited.push(clipped)?;
+        }
+    }
     let mut regions =
-        MemoryRegions::new(usable, reserved.as_slice()).map_err(MemoryError::Frames)?;
+        MemoryRegions::new(limited.as_slice(), reserved.as_slice()).map_err(MemoryError::Frames)?;
     let plan = regions.plan_bitmap().map_err(MemoryError::Frames)?;
     if plan.range.end > BOOT_MAPPED_LIMIT {
         return Err(MemoryError::BitmapNotBootMapped(plan.range));

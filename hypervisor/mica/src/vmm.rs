@@ -10,6 +10,7 @@ use alloc::vec::Vec;
 
 use boot_info::BootInfo;
 use frame_alloc::{FrameAllocator, MemoryRegions, PhysRange};
+use hypercall::abi::RunExitReason;
 use hypercall::{
     CallerContext, CreatePartitionParams, CreateVpParams, HypercallHandler, MapGpaFlags,
     PartitionId, PartitionPrivileges,
@@ -76,7 +77,7 @@ impl core::fmt::Display for LaunchError {
 }
 
 /// The child-memory pool: a contiguous range reserved at boot, handed out frame by frame.
-struct ChildPool(FrameAllocator<'static>);
+pub(crate) struct ChildPool(FrameAllocator<'static>);
 
 impl MemoryPool for ChildPool {
     fn allocate(&mut self) -> Option<u64> {
@@ -92,10 +93,14 @@ impl MemoryPool for ChildPool {
     fn free_frames(&self) -> u64 {
         self.0.free_frames()
     }
+
+    fn total_frames(&self) -> u64 {
+        self.0.total_frames()
+    }
 }
 
 /// Host physical memory through the hypervisor's identity map.
-struct HostMemory;
+pub(crate) struct HostMemory;
 
 impl HostPhysMemory for HostMemory {
     fn read(&self, hpa: u64, buf: &mut [u8]) {
@@ -113,7 +118,7 @@ impl HostPhysMemory for HostMemory {
 }
 
 /// Zeroed frames for nested page tables, from the hypervisor's frame allocator.
-struct TableFrames;
+pub(crate) struct TableFrames;
 
 impl FrameSource for TableFrames {
     fn allocate_table(&mut self) -> Option<u64> {
@@ -163,9 +168,9 @@ type Manager =
 /// A 4 KiB-aligned page-sized buffer on the heap (heap memory is identity mapped, so its
 /// address is its physical address).
 #[repr(C, align(4096))]
-struct Aligned<const N: usize>([u8; N]);
+pub(crate) struct Aligned<const N: usize>(pub(crate) [u8; N]);
 
-fn physical<T>(value: &T) -> u64 {
+pub(crate) fn physical<T>(value: &T) -> u64 {
     value as *const T as u64
 }
 
@@ -182,7 +187,7 @@ struct SvmVcpu {
 }
 
 /// One physical CPU running child vCPUs.
-struct Runner {
+pub(crate) struct Runner {
     manager: Manager,
     scheduler: Scheduler,
     vcpus: BTreeMap<(u64, u32), SvmVcpu>,
@@ -201,11 +206,35 @@ struct Runner {
     fpu_mode: fpu::Mode,
     /// The vCPU whose FPU state is live in the registers.
     fpu_owner: Option<(u64, u32)>,
+    /// XCR0 the hypervisor set for children.
+    hv_xcr0: u64,
+    /// A root partition drives the children (run-partitions calls); the hypervisor does
+    /// not touch the local APIC and does not print children's consoles.
+    root_mode: bool,
+    /// Child partitions whose vCPUs are in the scheduler.
+    scheduled: alloc::collections::BTreeSet<u64>,
+    /// The root's permission maps (kept alive while its VMCB points at them).
+    _root_maps: Option<(Box<Aligned<IOPM_SIZE>>, Box<Aligned<MSRPM_SIZE>>)>,
+}
+
+/// What one guest entry ended with, for the run-partitions loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outcome {
+    /// Keep going.
+    Continue,
+    /// A physical interrupt arrived (root mode: it belongs to the root).
+    Interrupted,
+    /// The partition stopped.
+    Stopped,
+    /// The partition completed a console line.
+    ConsoleLine,
+    /// The root asked to run the children.
+    RunPartitions,
 }
 
 /// Splits a module command line into (label, guest arguments). A leading path (QEMU and
 /// GRUB put the file name first) is skipped.
-fn module_label(cmdline: &str) -> (&str, &str) {
+pub(crate) fn module_label(cmdline: &str) -> (&str, &str) {
     let mut rest = cmdline.trim();
     let first = rest.split_whitespace().next().unwrap_or("");
     if first.contains('/') || first.ends_with(".elf") {
@@ -235,39 +264,12 @@ pub fn run_launch_list(
         cpu_features::VirtSupport::None(reason) => return Err(LaunchError::NoSvm(reason)),
     };
     let pool = reserve_pool(pool_bytes.unwrap_or(DEFAULT_POOL))?;
-    let host_save = Box::new(Aligned([0u8; 4096]));
-    let host_vmcb = Box::new(Aligned([0u8; 4096]));
-    svm_hw::enable(physical(&*host_save), physical(&*host_vmcb));
-
-    let mut iopm = Box::new(Aligned([0u8; IOPM_SIZE]));
-    IoPermissionMap::intercept_all(&mut iopm.0);
-    let mut msrpm = Box::new(Aligned([0u8; MSRPM_SIZE]));
-    MsrPermissionMap::intercept_all(&mut msrpm.0);
-
     let format = LongMode::nested(cpu.paging.phys_addr_bits)
         .ok_or(LaunchError::Pool("unsupported physical address width"))?;
     let tables = NestedTables::new(IdentityTables, TableFrames, format);
     let manager = PartitionManager::new(Limits::default(), pool, tables, HostMemory, &[])
         .map_err(|_| LaunchError::Pool("partition manager"))?;
-    let nrip = svm_features.nrip_save();
-    let mut runner = Runner {
-        manager,
-        scheduler: Scheduler::new(SLICE_TICKS),
-        vcpus: BTreeMap::new(),
-        asids: AsidAllocator::new(svm_features.asids, svm_features.flush_by_asid()),
-        partition_asid: BTreeMap::new(),
-        names: BTreeMap::new(),
-        console_lines: BTreeMap::new(),
-        wait: Vec::new(),
-        host_vmcb,
-        _host_save: host_save,
-        iopm,
-        msrpm,
-        nrip,
-        last_tick: lapic::ticks(),
-        fpu_mode: fpu::enable(cpu.paging.xsave, avx_supported()),
-        fpu_owner: None,
-    };
+    let mut runner = Runner::new(manager, svm_features, cpu);
     for label in launch {
         runner.launch(boot, label)?;
     }
@@ -293,7 +295,7 @@ fn avx_supported() -> bool {
     core::arch::x86_64::__cpuid_count(1, 0).ecx & (1 << 28) != 0
 }
 
-fn reserve_pool(bytes: u64) -> Result<ChildPool, LaunchError> {
+pub(crate) fn reserve_pool(bytes: u64) -> Result<ChildPool, LaunchError> {
     let frames_needed = bytes.div_ceil(4096);
     let start = FRAMES
         .lock()
@@ -329,6 +331,48 @@ fn root_caller() -> CallerContext {
 }
 
 impl Runner {
+    /// A runner on this CPU: enables SVM and the FPU state switching.
+    pub(crate) fn new(
+        manager: Manager,
+        svm_features: cpu_features::SvmFeatures,
+        cpu: &cpu_features::CpuReport,
+    ) -> Self {
+        let host_save = Box::new(Aligned([0u8; 4096]));
+        let host_vmcb = Box::new(Aligned([0u8; 4096]));
+        svm_hw::enable(physical(&*host_save), physical(&*host_vmcb));
+        let mut iopm = Box::new(Aligned([0u8; IOPM_SIZE]));
+        IoPermissionMap::intercept_all(&mut iopm.0);
+        let mut msrpm = Box::new(Aligned([0u8; MSRPM_SIZE]));
+        MsrPermissionMap::intercept_all(&mut msrpm.0);
+        let fpu_mode = fpu::enable(cpu.paging.xsave, avx_supported());
+        Self {
+            manager,
+            scheduler: Scheduler::new(SLICE_TICKS),
+            vcpus: BTreeMap::new(),
+            asids: AsidAllocator::new(svm_features.asids, svm_features.flush_by_asid()),
+            partition_asid: BTreeMap::new(),
+            names: BTreeMap::new(),
+            console_lines: BTreeMap::new(),
+            wait: Vec::new(),
+            host_vmcb,
+            _host_save: host_save,
+            iopm,
+            msrpm,
+            nrip: svm_features.nrip_save(),
+            last_tick: lapic::ticks(),
+            fpu_mode,
+            fpu_owner: None,
+            hv_xcr0: if fpu_mode == fpu::Mode::Xsave {
+                fpu::xcr0()
+            } else {
+                0
+            },
+            root_mode: false,
+            scheduled: alloc::collections::BTreeSet::new(),
+            _root_maps: None,
+        }
+    }
+
     fn launch(&mut self, boot: &BootInfo, label: &str) -> Result<(), LaunchError> {
         println!("bench: partition_create_tsc={}", crate::arch::rdtsc());
         let module = boot
@@ -398,38 +442,14 @@ impl Runner {
         if let Some(vcpu) = self.manager.vcpu_mut(pid, 0) {
             apply_initial_state(&mut vcpu.regs, &state);
         }
-        let grant = self.asids.allocate().map_err(|_| LaunchError::Asid)?;
-        self.partition_asid.insert(id.0, grant.asid);
-        let mut vmcb = Box::new(Vmcb::new_zeroed());
+        if !self.ensure_backend((id.0, 0)) {
+            return Err(LaunchError::Asid);
+        }
         let n_cr3 = self
             .manager
             .partition(pid)
             .and_then(|p| p.second_level_root())
             .unwrap_or(0);
-        vmcb.init_long_mode_guest(
-            state.rip,
-            state.cr3,
-            state.rsp,
-            grant.asid,
-            n_cr3,
-            physical(&*self.iopm),
-            physical(&*self.msrpm),
-        );
-        vmcb.control.set_tlb_control(grant.first_run);
-        // #DF too: `partition` stops a guest whose IDT cannot deliver it (the shutdown to
-        // come), which also covers emulators that reset instead of exiting on SHUTDOWN.
-        let exceptions = vmcb.control.exception_intercepts() | ExceptionIntercepts::DF;
-        vmcb.control.set_exception_intercepts(exceptions);
-        self.vcpus.insert(
-            (id.0, 0),
-            SvmVcpu {
-                vmcb,
-                fpu: Box::new(fpu::FpuArea::new()),
-                gprs: GuestGprs::default(),
-                next_rip: 0,
-                inline_hypercalls: 0,
-            },
-        );
         self.manager
             .start_partition(&caller, id)
             .map_err(|e| LaunchError::Hypercall("start partition", e))?;
@@ -437,6 +457,7 @@ impl Runner {
             partition: pid,
             vp_index: 0,
         });
+        self.scheduled.insert(id.0);
         self.names.insert(id.0, label.into());
         let (small, large, _) = self.manager.second_level_mut().leaf_counts(n_cr3);
         info!(
@@ -445,6 +466,224 @@ impl Runner {
             CHILD_RAM >> 20
         );
         Ok(())
+    }
+
+    /// SVM state for vCPU `key` of a child, created on first use (registers are loaded from
+    /// the manager before every entry). `false` if no ASID is left.
+    fn ensure_backend(&mut self, key: (u64, u32)) -> bool {
+        if self.vcpus.contains_key(&key) {
+            return true;
+        }
+        let (asid, tlb) = match self.partition_asid.get(&key.0) {
+            Some(&asid) => (asid, self.asids.on_mapping_change()),
+            None => {
+                let Ok(grant) = self.asids.allocate() else {
+                    return false;
+                };
+                self.partition_asid.insert(key.0, grant.asid);
+                (grant.asid, grant.first_run)
+            }
+        };
+        let n_cr3 = self
+            .manager
+            .partition(PartitionId(key.0))
+            .and_then(|p| p.second_level_root())
+            .unwrap_or(0);
+        let mut vmcb = Box::new(Vmcb::new_zeroed());
+        vmcb.init_long_mode_guest(
+            0,
+            0,
+            0,
+            asid,
+            n_cr3,
+            physical(&*self.iopm),
+            physical(&*self.msrpm),
+        );
+        vmcb.control.set_tlb_control(tlb);
+        // #DF too: `partition` stops a guest whose IDT cannot deliver it (the shutdown to
+        // come), which also covers emulators that reset instead of exiting on SHUTDOWN.
+        let exceptions = vmcb.control.exception_intercepts() | ExceptionIntercepts::DF;
+        vmcb.control.set_exception_intercepts(exceptions);
+        self.insert_backend(key, vmcb);
+        true
+    }
+
+    fn insert_backend(&mut self, key: (u64, u32), vmcb: Box<Vmcb>) {
+        self.vcpus.insert(
+            key,
+            SvmVcpu {
+                vmcb,
+                fpu: Box::new(fpu::FpuArea::new()),
+                gprs: GuestGprs::default(),
+                next_rip: 0,
+                inline_hypercalls: 0,
+            },
+        );
+    }
+
+    /// Root mode: the root drives the children; the hypervisor leaves the local APIC alone.
+    pub(crate) fn set_root_mode(&mut self) {
+        self.root_mode = true;
+        self.names.insert(ROOT_PARTITION.0, "root".into());
+    }
+
+    /// A fresh ASID (for the root).
+    pub(crate) fn allocate_asid(&mut self) -> Option<svm::AsidGrant> {
+        self.asids.allocate().ok()
+    }
+
+    /// The root vCPU's VMCB, and the permission maps it points at.
+    pub(crate) fn add_root_backend(
+        &mut self,
+        vmcb: Box<Vmcb>,
+        iopm: Box<Aligned<IOPM_SIZE>>,
+        msrpm: Box<Aligned<MSRPM_SIZE>>,
+    ) {
+        self.insert_backend((ROOT_PARTITION.0, 0), vmcb);
+        self._root_maps = Some((iopm, msrpm));
+    }
+
+    /// Leaf counts of nested tables rooted at `root` (4 KiB, 2 MiB, 1 GiB).
+    pub(crate) fn leaf_counts(&mut self, root: u64) -> (u64, u64, u64) {
+        self.manager.second_level_mut().leaf_counts(root)
+    }
+
+    /// Runs the root partition until it stops; returns why it stopped.
+    pub(crate) fn run_root(&mut self) -> alloc::string::String {
+        let root = VcpuRef {
+            partition: ROOT_PARTITION,
+            vp_index: 0,
+        };
+        loop {
+            match self.run_once(root) {
+                Outcome::RunPartitions => {
+                    let (reason, partition) = self.run_children();
+                    partition::finish_run_partitions(&mut self.manager, 0, reason, partition);
+                    let next_rip = self
+                        .vcpus
+                        .get(&(ROOT_PARTITION.0, 0))
+                        .map_or(0, |b| b.next_rip);
+                    self.set_rip(root, next_rip);
+                }
+                Outcome::Stopped => {
+                    return self
+                        .manager
+                        .partition(ROOT_PARTITION)
+                        .and_then(|p| p.stop_reason())
+                        .as_ref()
+                        .map_or_else(|| "stopped".into(), describe);
+                }
+                Outcome::Continue | Outcome::Interrupted | Outcome::ConsoleLine => {}
+            }
+        }
+    }
+
+    /// Lends the CPU to the children until an event for the root.
+    fn run_children(&mut self) -> (RunExitReason, Option<PartitionId>) {
+        self.sync_partitions();
+        // The root's FPU state (and its XCR0, which SVM does not switch) is put aside while
+        // children run, and restored before the root resumes.
+        let root_xcr0 = (self.fpu_mode == fpu::Mode::Xsave).then(fpu::xcr0);
+        self.release_fpu();
+        if let Some(xcr0) = root_xcr0
+            && xcr0 != self.hv_xcr0
+        {
+            fpu::set_xcr0(self.hv_xcr0);
+        }
+        let result = loop {
+            let Some(vref) = self.scheduler.next(&self.manager) else {
+                break (RunExitReason::Idle, None);
+            };
+            match self.run_once(vref) {
+                Outcome::Continue | Outcome::RunPartitions => {}
+                Outcome::Interrupted => {
+                    self.scheduler.yield_current();
+                    break (RunExitReason::Interrupted, None);
+                }
+                Outcome::Stopped => {
+                    self.scheduled.remove(&vref.partition.0);
+                    break (RunExitReason::PartitionStopped, Some(vref.partition));
+                }
+                Outcome::ConsoleLine => break (RunExitReason::ConsoleOutput, Some(vref.partition)),
+            }
+        };
+        self.release_fpu();
+        if let Some(xcr0) = root_xcr0
+            && xcr0 != self.hv_xcr0
+        {
+            fpu::set_xcr0(xcr0);
+        }
+        result
+    }
+
+    /// Saves the live FPU state to its owner, leaving no owner.
+    fn release_fpu(&mut self) {
+        if let Some(owner) = self.fpu_owner.take()
+            && let Some(previous) = self.vcpus.get_mut(&owner)
+        {
+            fpu::save(self.fpu_mode, &mut previous.fpu);
+        }
+    }
+
+    /// Brings the scheduler and the SVM state in line with the manager after the root's
+    /// management calls: started children are queued, stopped ones dequeued, deleted ones
+    /// lose their VMCBs and ASID.
+    fn sync_partitions(&mut self) {
+        let mut start = Vec::new();
+        let mut stop = Vec::new();
+        for p in self.manager.partitions() {
+            let id = p.id().0;
+            if id == ROOT_PARTITION.0 {
+                continue;
+            }
+            let running = p.state() == partition::PartitionState::Running;
+            if running && !self.scheduled.contains(&id) {
+                start.extend(p.vcpus().map(|v| (id, v.index())));
+            } else if !running && self.scheduled.contains(&id) {
+                stop.push(id);
+            }
+        }
+        for id in stop {
+            self.scheduler.remove_partition(PartitionId(id));
+            self.scheduled.remove(&id);
+        }
+        for (id, index) in start {
+            if self.ensure_backend((id, index)) {
+                self.scheduler.enqueue(VcpuRef {
+                    partition: PartitionId(id),
+                    vp_index: index,
+                });
+                self.scheduled.insert(id);
+            }
+        }
+        let gone: Vec<u64> = self
+            .partition_asid
+            .keys()
+            .copied()
+            .filter(|&id| self.manager.partition(PartitionId(id)).is_none())
+            .collect();
+        for id in gone {
+            let keys: Vec<(u64, u32)> = self
+                .vcpus
+                .range((id, 0)..=(id, u32::MAX))
+                .map(|(k, _)| *k)
+                .collect();
+            for key in keys {
+                self.vcpus.remove(&key);
+                if self.fpu_owner == Some(key) {
+                    self.fpu_owner = None;
+                }
+            }
+            if let Some(asid) = self.partition_asid.remove(&id)
+                && let Err(error) = self.asids.free(asid)
+            {
+                warn!("partition {id}: freeing its ASID failed: {error:?}");
+            }
+            self.scheduler.remove_partition(PartitionId(id));
+            self.scheduled.remove(&id);
+            self.names.remove(&id);
+            self.console_lines.remove(&id);
+        }
     }
 
     fn is_running(&self, id: u64) -> bool {
@@ -474,11 +713,11 @@ impl Runner {
                 self.stop_remaining();
                 return;
             };
-            self.run_once(vcpu);
+            let _ = self.run_once(vcpu);
         }
     }
 
-    fn run_once(&mut self, vref: VcpuRef) {
+    fn run_once(&mut self, vref: VcpuRef) -> Outcome {
         let key = (vref.partition.0, vref.vp_index);
         let flush = self.manager.take_tlb_flush(vref.partition);
         let Some(regs) = self
@@ -487,11 +726,11 @@ impl Runner {
             .map(|v| v.regs)
         else {
             self.scheduler.remove_partition(vref.partition);
-            return;
+            return Outcome::Stopped;
         };
         let Some(backend) = self.vcpus.get_mut(&key) else {
             self.scheduler.remove_partition(vref.partition);
-            return;
+            return Outcome::Stopped;
         };
         load_registers(&mut backend.vmcb, &mut backend.gprs, &regs);
         if self.fpu_owner != Some(key) {
@@ -506,7 +745,7 @@ impl Runner {
             self.fpu_owner = Some(key);
         }
         let Some(backend) = self.vcpus.get_mut(&key) else {
-            return;
+            return Outcome::Stopped;
         };
         if flush {
             backend
@@ -566,7 +805,34 @@ impl Runner {
             vref.vp_index,
             event,
         );
-        self.forward_console(vref.partition);
+        let is_root = vref.partition == ROOT_PARTITION;
+        let mut outcome = match (&event, &action) {
+            (_, ExitAction::StopPartition { .. }) => Outcome::Stopped,
+            (_, ExitAction::RunPartitions) => Outcome::RunPartitions,
+            (ExitEvent::ExternalInterrupt, _) => Outcome::Interrupted,
+            (ExitEvent::IoPort(io), _)
+                if io.port == partition::DEBUG_CONSOLE_PORT
+                    && io.write
+                    && io.value & 0xFF == u32::from(b'\n') =>
+            {
+                Outcome::ConsoleLine
+            }
+            (ExitEvent::Hypercall, _) if !is_root => Outcome::ConsoleLine,
+            _ => Outcome::Continue,
+        };
+        if self.root_mode && !is_root {
+            // The root reads children's consoles; a hypercall that wrote nothing is no event.
+            if outcome == Outcome::ConsoleLine
+                && self
+                    .manager
+                    .partition(vref.partition)
+                    .is_none_or(|p| p.console().is_empty())
+            {
+                outcome = Outcome::Continue;
+            }
+        } else {
+            self.forward_console(vref.partition);
+        }
         let next_rip = self.vcpus.get(&key).map_or(0, |b| b.next_rip);
         match action {
             ExitAction::Resume { advance_rip } => {
@@ -592,7 +858,9 @@ impl Runner {
             }
             ExitAction::Yield => self.scheduler.yield_current(),
             ExitAction::StopPartition { reason } => self.stop(vref.partition, reason),
+            ExitAction::RunPartitions => {}
         }
+        outcome
     }
 
     fn set_rip(&mut self, vref: VcpuRef, rip: u64) {
@@ -664,6 +932,7 @@ impl Runner {
                 }
             }
             SvmExit::Shutdown => ExitEvent::TripleFault,
+            SvmExit::Intr if self.root_mode => ExitEvent::ExternalInterrupt,
             SvmExit::Intr => {
                 lapic::take_pending_interrupts();
                 let ticks = lapic::ticks();

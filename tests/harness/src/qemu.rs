@@ -51,6 +51,10 @@ pub struct QemuConfig {
     /// `-icount shift=0,sleep=off`: the guest TSC counts emulated instructions, which makes
     /// `rdtsc` deltas exact and repeatable instruction counts.
     pub icount: bool,
+    /// A second serial port (COM2, the root partition's console) sharing the first one's
+    /// sink: both streams interleave in one log or terminal (a QEMU mux chardev; on a
+    /// terminal, keyboard input goes to COM2, and Ctrl-A c switches).
+    pub two_serial_ports: bool,
     /// Further arguments, appended last.
     pub extra_args: Vec<String>,
 }
@@ -64,6 +68,7 @@ impl QemuConfig {
             memory_mib: 256,
             boot,
             icount: false,
+            two_serial_ports: false,
             extra_args: Vec::new(),
         }
     }
@@ -114,6 +119,13 @@ impl QemuConfig {
         self
     }
 
+    /// Adds COM2 on the same sink as COM1 (see [`Self::two_serial_ports`]).
+    #[must_use]
+    pub fn two_serial_ports(mut self, on: bool) -> Self {
+        self.two_serial_ports = on;
+        self
+    }
+
     /// Appends one extra argument.
     #[must_use]
     pub fn extra_arg(mut self, arg: impl Into<String>) -> Self {
@@ -148,10 +160,24 @@ impl QemuConfig {
         push("-display");
         push("none");
         push("-no-reboot");
-        push("-serial");
-        match serial {
-            SerialSink::File(path) => push(&format!("file:{}", utf8(path)?)),
-            SerialSink::Stdio => push("stdio"),
+        if self.two_serial_ports {
+            push("-chardev");
+            match serial {
+                SerialSink::File(path) => push(&format!("file,id=com,mux=on,path={}", utf8(path)?)),
+                SerialSink::Stdio => push("stdio,id=com,mux=on,signal=off"),
+            }
+            for _ in 0..2 {
+                push("-serial");
+                push("chardev:com");
+            }
+            push("-monitor");
+            push("none");
+        } else {
+            push("-serial");
+            match serial {
+                SerialSink::File(path) => push(&format!("file:{}", utf8(path)?)),
+                SerialSink::Stdio => push("stdio"),
+            }
         }
         push("-device");
         push(&format!(

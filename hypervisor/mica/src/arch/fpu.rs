@@ -85,3 +85,25 @@ pub fn restore(mode: Mode, area: &FpuArea) {
         },
     }
 }
+
+/// XCR0 now (needs CR4.OSXSAVE, set by [`enable`] in XSAVE mode).
+pub fn xcr0() -> u64 {
+    let (eax, edx): (u32, u32);
+    // SAFETY: XGETBV(0) reads XCR0; valid once CR4.OSXSAVE is set, which callers ensure by
+    // using it only in `Mode::Xsave`. No memory is touched.
+    unsafe {
+        core::arch::asm!("xgetbv", in("ecx") 0u32, out("eax") eax, out("edx") edx, options(nomem, nostack));
+    }
+    u64::from(edx) << 32 | u64::from(eax)
+}
+
+/// Sets XCR0 to a value previously read with [`xcr0`] on this CPU (the root's, or the
+/// hypervisor's own).
+pub fn set_xcr0(value: u64) {
+    // SAFETY: `value` was XCR0 on this CPU before (so every bit is supported and x87 is
+    // set); changing the enabled state components touches no memory. The hypervisor itself
+    // uses no FPU/SSE state.
+    unsafe {
+        core::arch::asm!("xsetbv", in("ecx") 0u32, in("eax") value as u32, in("edx") (value >> 32) as u32, options(nomem, nostack));
+    }
+}
