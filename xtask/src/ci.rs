@@ -107,7 +107,7 @@ pub fn run() -> Result<()> {
     step(&mut reports, "loom", testing::loom_tests);
     step(&mut reports, "fuzz smoke", testing::fuzz_smoke);
     let built = step(&mut reports, "build images", || {
-        images::build(false).map(drop)
+        images::build(false).and_then(|built| images::build_root(&built, true).map(drop))
     });
     if built {
         step(&mut reports, "emulator tests", || {

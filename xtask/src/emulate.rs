@@ -70,6 +70,14 @@ pub struct RunArgs {
     /// Launch no partitions (just bring the hypervisor up and shut down).
     #[arg(long, conflicts_with = "guest")]
     pub no_guests: bool,
+    /// Boot without the Linux root partition: the hypervisor launches test guests itself
+    /// (`--guest`, or the demo). Implied by `--guest`, `--no-guests`, `--test-image` and Bochs.
+    #[arg(long)]
+    pub no_root: bool,
+    /// Boot the unattended smoke test (mica-smoke.iso's stack): the root runs it, prints
+    /// MICA-SMOKE: PASS or FAIL, and powers off.
+    #[arg(long, conflicts_with_all = ["guest", "no_guests", "no_root", "test_image"])]
+    pub smoke: bool,
     /// Kill the emulator after this many seconds [default: 90 for QEMU, 240 for Bochs].
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<u64>,
@@ -133,6 +141,14 @@ pub fn run(args: &RunArgs) -> Result<()> {
         _ => {}
     }
     let built = images::build(args.debug)?;
+    let with_root = args.emulator == EmulatorKind::Qemu
+        && !args.no_root
+        && args.guest.is_empty()
+        && !args.no_guests
+        && !args.test_image;
+    if with_root {
+        return run_root(args, &built);
+    }
     let (elf, prebuilt_iso) = if args.test_image {
         (built.test_elf, built.test_iso)
     } else {
@@ -221,5 +237,89 @@ pub fn run(args: &RunArgs) -> Result<()> {
         Ok(())
     } else {
         bail!("The hypervisor did not report success")
+    }
+}
+
+/// Memory for QEMU runs with the root partition (Linux, the hypervisor's region, the pool).
+pub const ROOT_MEMORY_MIB: u32 = 1024;
+/// Default timeout of an interactive root session.
+const ROOT_SESSION_SECS: u64 = 4 * 3600;
+/// Default timeout of a smoke run.
+pub const SMOKE_TIMEOUT_SECS: u64 = 300;
+
+/// QEMU running Mica with its Linux root: COM1 (hypervisor log) and COM2 (root console) both
+/// on `serial`'s sink.
+pub fn root_qemu(
+    built: &images::Images,
+    root: &images::RootImages,
+    kernel_args: &str,
+    cmdline: &str,
+    cpu: &str,
+) -> QemuConfig {
+    let mut config = QemuConfig::kernel(&built.elf, cmdline)
+        .cpu(cpu)
+        .memory_mib(ROOT_MEMORY_MIB)
+        .two_serial_ports(true);
+    for (file, module_cmdline) in images::root_modules(root, kernel_args) {
+        config = config.module(file, module_cmdline);
+    }
+    config
+}
+
+/// `cargo xtask run` with the root partition (QEMU): a root shell on this terminal, or the
+/// smoke test.
+fn run_root(args: &RunArgs, built: &images::Images) -> Result<()> {
+    let root = images::build_root(built, args.smoke)?;
+    tools::ensure_packages(&[Need::Qemu])?;
+    let cpu = args.cpu.as_deref().unwrap_or(DEFAULT_QEMU_CPU);
+    let kernel_args = if args.smoke { images::SMOKE_ARG } else { "" };
+    let emulator: Emulator = if args.iso {
+        let iso = if args.smoke {
+            &root.smoke_iso
+        } else {
+            &root.iso
+        };
+        let config = QemuConfig::iso(iso)
+            .cpu(cpu)
+            .memory_mib(ROOT_MEMORY_MIB)
+            .two_serial_ports(true);
+        if !args.cmdline.is_empty() {
+            eprintln!("note: --cmdline is ignored with --iso (the ISO's GRUB entry has its own)");
+        }
+        config.into()
+    } else {
+        root_qemu(built, &root, kernel_args, &args.cmdline, cpu).into()
+    };
+    let default_timeout = if args.smoke {
+        SMOKE_TIMEOUT_SECS
+    } else {
+        ROOT_SESSION_SECS
+    };
+    let timeout = Duration::from_secs(args.timeout.unwrap_or(default_timeout));
+    eprintln!(
+        "==> booting Mica with its Linux root partition (timeout {} s). COM1 (hypervisor log) \
+         and COM2 (root console) share this terminal; keys go to the root shell. \
+         Ctrl-A x quits QEMU.",
+        timeout.as_secs()
+    );
+    let options = RunOptions::new("run-root", timeout).console(Console::Terminal);
+    let outcome = try_run(&emulator, &options)?;
+    let logs = outcome.keep_logs_in(&workspace::artifacts_dir().join("run-logs"))?;
+    println!();
+    println!(
+        "run ended: {} after {:.1} s (logs: {})",
+        outcome.exit,
+        outcome.duration.as_secs_f64(),
+        logs.display()
+    );
+    if args.smoke {
+        let serial = outcome.serial.as_str();
+        if serial.contains("MICA-SMOKE: PASS") {
+            Ok(())
+        } else {
+            bail!("the smoke test did not print MICA-SMOKE: PASS")
+        }
+    } else {
+        Ok(())
     }
 }

@@ -175,3 +175,98 @@ pub fn make_iso(elf: &Path, cmdline: &str, iso: &Path) -> Result<()> {
         .write(iso)
         .map_err(|err| process::Error(format!("Cannot make {}: {err}", iso.display())))
 }
+
+/// The root partition's boot files and the ISOs that boot Mica with them.
+#[derive(Debug, Clone)]
+pub struct RootImages {
+    /// `root/vmlinuz`: Debian's stock kernel.
+    pub kernel: PathBuf,
+    /// `root/initramfs.cpio`: busybox, rootd, hvctl, the test guest, the example configs.
+    pub initramfs: PathBuf,
+    /// `mica-root.iso`: GRUB boots Mica, Mica boots the root to a shell on COM2.
+    pub iso: PathBuf,
+    /// `mica-smoke.iso`: as `mica-root.iso`, but the root runs the smoke test and powers off.
+    pub smoke_iso: PathBuf,
+}
+
+/// Host target of the root partition's programs (linked statically).
+pub const ROOT_PROGRAM_TARGET: &str = "x86_64-unknown-linux-gnu";
+/// The root partition's programs and where they go in the initramfs.
+const ROOT_PROGRAMS: [(&str, &str); 2] = [("rootd", "/sbin/rootd"), ("hvctl", "/bin/hvctl")];
+/// Kernel argument that makes the root's `/init` run the smoke test.
+pub const SMOKE_ARG: &str = "mica.smoke";
+
+/// Module command lines of the root kernel and initramfs (labels the hypervisor looks for).
+pub fn root_modules(root: &RootImages, kernel_args: &str) -> Vec<(PathBuf, String)> {
+    vec![
+        (
+            root.kernel.clone(),
+            format!("linux {kernel_args}").trim().to_owned(),
+        ),
+        (root.initramfs.clone(), "initrd".to_owned()),
+    ]
+}
+
+/// Builds rootd and hvctl (static), the root image from Debian's packages (cached),
+/// `mica-root.iso`, and with `smoke` also `mica-smoke.iso`.
+pub fn build_root(images: &Images, smoke: bool) -> Result<RootImages> {
+    tools::ensure_packages(&[Need::Grub])?;
+    let mut command = process::cargo();
+    command.args(["build", "--release", "--target", ROOT_PROGRAM_TARGET]);
+    for (package, _) in ROOT_PROGRAMS {
+        command.args(["-p", package]);
+    }
+    // Static: the initramfs has no C library. Target-specific flags leave host builds (and
+    // their cache) alone.
+    command.env(
+        "CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS",
+        "-C target-feature=+crt-static",
+    );
+    process::run(&mut command)?;
+    let built = workspace::target_dir()
+        .join(ROOT_PROGRAM_TARGET)
+        .join("release");
+    let mut files: Vec<(PathBuf, String, u32)> = ROOT_PROGRAMS
+        .iter()
+        .map(|(package, dest)| (built.join(package), (*dest).to_owned(), 0o755))
+        .collect();
+    files.push((
+        images.test_guest.clone(),
+        "/lib/mica/guests/test_guest.elf".to_owned(),
+        0o644,
+    ));
+    let out = workspace::artifacts_dir().join("root");
+    let spec = crate::root_image::RootImageSpec {
+        overlay: Some(workspace::root().join("root-partition").join("initramfs")),
+        files,
+    };
+    let image = crate::root_image::build(&spec, &out)?;
+    println!(
+        "root image: {} {} ({} bytes), initramfs {} bytes",
+        image.kernel_package,
+        image.kernel_version,
+        file_size(&image.kernel)?,
+        file_size(&image.initramfs)?
+    );
+    let dir = workspace::artifacts_dir();
+    let root = RootImages {
+        kernel: image.kernel,
+        initramfs: image.initramfs,
+        iso: dir.join("mica-root.iso"),
+        smoke_iso: dir.join("mica-smoke.iso"),
+    };
+    let mut isos = vec![(&root.iso, "")];
+    if smoke {
+        isos.push((&root.smoke_iso, SMOKE_ARG));
+    }
+    for (iso, args) in isos {
+        let mut spec = emu_harness::IsoSpec::new(&images.elf, "");
+        for (file, cmdline) in root_modules(&root, args) {
+            spec = spec.module(file, cmdline);
+        }
+        spec.write(iso)
+            .map_err(|err| process::Error(format!("Cannot make {}: {err}", iso.display())))?;
+        println!("  {:<16} {:>10} bytes", file_name(iso), file_size(iso)?);
+    }
+    Ok(root)
+}

@@ -9,6 +9,7 @@ mod emulate;
 mod fuzz;
 mod images;
 mod process;
+mod root_image;
 mod testing;
 mod tools;
 mod workspace;
@@ -32,11 +33,18 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Build the hypervisor images: mica.elf and mica-test.elf (--features test-hooks),
-    /// each checked with grub-file for Multiboot1 and Multiboot2, and their GRUB ISOs.
+    /// each checked with grub-file for Multiboot1 and Multiboot2, and their GRUB ISOs; then
+    /// the root partition (Debian's kernel, an initramfs with busybox, rootd, hvctl and the
+    /// test guest) and mica-root.iso.
     Build {
         /// Debug build instead of release.
         #[arg(long)]
         debug: bool,
+        /// Also write target/mica/mica-smoke.iso: boots Mica and its Linux root, which runs
+        /// the smoke test unattended, prints `MICA-SMOKE: PASS` (or `FAIL <reason>`) on the
+        /// serial console and powers off.
+        #[arg(long)]
+        smoke: bool,
     },
     /// Build, then boot in QEMU or Bochs with the serial console on this terminal.
     ///
@@ -62,7 +70,17 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
-        Command::Build { debug } => images::build(*debug).map(drop),
+        Command::Build { debug, smoke } => images::build(*debug).and_then(|images| {
+            let root = images::build_root(&images, *smoke)?;
+            if *smoke {
+                println!(
+                    "smoke test image: {} (boot it on the machine to check, or try it here \
+                     with `cargo xtask run --smoke`); it ends with MICA-SMOKE: PASS",
+                    root.smoke_iso.display()
+                );
+            }
+            Ok(())
+        }),
         Command::Run(args) => emulate::run(args),
         Command::Test(args) => testing::run(args),
         Command::Fuzz(args) => fuzz::run(args),

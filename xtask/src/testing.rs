@@ -41,7 +41,8 @@ pub fn run(args: &TestArgs) -> Result<()> {
         }
     }
     if both || args.emulator {
-        images::build(false)?;
+        let built = images::build(false)?;
+        images::build_root(&built, true)?;
         emulator_tests(filter)?;
     }
     Ok(())

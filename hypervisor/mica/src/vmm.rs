@@ -960,10 +960,16 @@ impl Runner {
     fn stop(&mut self, id: PartitionId, reason: StopReason) {
         self.manager.stop(id, reason);
         self.scheduler.remove_partition(id);
-        self.forward_console(id);
-        self.flush_console(id);
-        let name = self.names.get(&id.0).map_or("?", |n| n.as_str());
-        println!("partition {} '{name}' stopped: {}", id.0, describe(&reason));
+        // In root mode a child's console belongs to the root (it reads it after the stop).
+        if !self.root_mode || id == ROOT_PARTITION {
+            self.forward_console(id);
+            self.flush_console(id);
+        }
+        match self.names.get(&id.0) {
+            Some(name) => println!("partition {} '{name}' stopped: {}", id.0, describe(&reason)),
+            // Created by the root, which knows its name.
+            None => println!("partition {} stopped: {}", id.0, describe(&reason)),
+        }
     }
 
     /// Stops every partition still running (end of the run).
