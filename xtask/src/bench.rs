@@ -35,6 +35,12 @@ pub enum Bench {
         #[arg(long, default_value_t = 10_000)]
         iterations: u32,
     },
+    /// Boot Mica with its Linux root partition under QEMU: print `entry_to_root_instructions:
+    /// N` (hypervisor entry to the root kernel's first instruction, instruction counting on;
+    /// goal <= 2,000,000) and `root_setup_instructions: N` (the root bring-up part of it),
+    /// then run the unattended smoke test without instruction counting and print
+    /// `smoke_wall_seconds: S` (plain TCG on this machine).
+    Root,
     /// Run the VMBus ring benchmark (`vsp_vsc_harness`'s `vmbus-bench`, release build);
     /// arguments after `--` go to it.
     Vmbus {
@@ -54,7 +60,74 @@ pub fn run(bench: &Bench) -> Result<()> {
         Bench::Boot => boot(),
         Bench::Hypercall { iterations } => hypercall(*iterations),
         Bench::Vmbus { args } => vmbus(args),
+        Bench::Root => root(),
     }
+}
+
+fn root() -> Result<()> {
+    let built = images::build(false)?;
+    let root = images::build_root(&built, true)?;
+    tools::ensure_packages(&[Need::Qemu])?;
+    // Instruction counts (the smoke script ends the run by powering off).
+    let config = crate::emulate::root_qemu(
+        &built,
+        &root,
+        images::SMOKE_ARG,
+        "",
+        crate::emulate::DEFAULT_QEMU_CPU,
+    )
+    .icount(true);
+    let options = RunOptions::new(
+        "bench_root",
+        Duration::from_secs(crate::emulate::SMOKE_TIMEOUT_SECS),
+    )
+    .log_root(workspace::artifacts_dir().join("bench-logs"));
+    let outcome = try_run(&config.into(), &options)?;
+    let value = |name: &str| {
+        bench_value(&outcome.serial, name).ok_or_else(|| {
+            let kept = outcome
+                .keep_logs()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|e| e.to_string());
+            process::Error(format!(
+                "No `{BENCH_PREFIX}{name}=<N>` line in the serial output (logs: {kept})"
+            ))
+        })
+    };
+    let to_root = value("entry_to_root_tsc")?;
+    let setup = value("root_setup_tsc")?;
+    let ready = value("entry_to_ready_tsc")?;
+    println!("entry_to_root_instructions: {to_root}");
+    println!("  boot_to_ready_instructions: {ready}");
+    println!("  root_setup_instructions: {setup}");
+    println!(
+        "  goal: <= 2000000 ({})",
+        if to_root <= 2_000_000 {
+            "met"
+        } else {
+            "NOT met"
+        }
+    );
+    // Wall time of the smoke run (plain TCG).
+    let config = crate::emulate::root_qemu(
+        &built,
+        &root,
+        images::SMOKE_ARG,
+        "",
+        crate::emulate::DEFAULT_QEMU_CPU,
+    );
+    let options = RunOptions::new(
+        "bench_smoke",
+        Duration::from_secs(crate::emulate::SMOKE_TIMEOUT_SECS),
+    )
+    .log_root(workspace::artifacts_dir().join("bench-logs"));
+    let outcome = try_run(&config.into(), &options)?;
+    if !outcome.serial.contains("MICA-SMOKE: PASS") {
+        let kept = outcome.keep_logs()?;
+        bail!("The smoke run did not pass (logs: {})", kept.display());
+    }
+    println!("smoke_wall_seconds: {:.1}", outcome.duration.as_secs_f64());
+    Ok(())
 }
 
 fn boot() -> Result<()> {
