@@ -305,10 +305,14 @@ fn run_root(args: &RunArgs, built: &images::Images) -> Result<()> {
     let options = RunOptions::new("run-root", timeout).console(Console::Terminal);
     let outcome = try_run(&emulator, &options)?;
     let logs = outcome.keep_logs_in(&workspace::artifacts_dir().join("run-logs"))?;
+    // The root ends a session by powering off (or you quit QEMU): QEMU exits with status 0.
+    let ended = match outcome.exit {
+        emu_harness::Exit::Abnormal(0) => "QEMU exited (root powered off, or quit)".to_owned(),
+        other => other.to_string(),
+    };
     println!();
     println!(
-        "run ended: {} after {:.1} s (logs: {})",
-        outcome.exit,
+        "run ended: {ended} after {:.1} s (logs: {})",
         outcome.duration.as_secs_f64(),
         logs.display()
     );
