@@ -462,7 +462,11 @@ fn info_and_log() {
         .manager()
         .partition(partition::ROOT_PARTITION)
         .unwrap();
-    assert_eq!(root.console().contents(), b"MICA-SMOKE: PASS");
+    assert_eq!(
+        root.console().contents(),
+        b"MICA-SMOKE: PASS\n",
+        "a log line ends with a newline"
+    );
 }
 
 #[test]
