@@ -32,9 +32,7 @@ use hypercall::root_abi::{DOORBELL_PORT, WINDOW_PAGES, WINDOW_PARAM};
 use log::info;
 use paging::{HugePages, LongMode, MapFlags, PageTables};
 use partition::npt::NestedTables;
-use partition::{
-    Gpr, HostInfo, Limits, PartitionManager, SegmentRegister, VcpuRegisters, root_msrs,
-};
+use partition::{Gpr, HostInfo, Limits, PartitionManager, VcpuRegisters, root_msrs};
 use svm::{IoPermissionMap, Misc1Intercepts, Misc2Intercepts, MsrAccess, MsrPermissionMap, Vmcb};
 use zerocopy::FromZeros;
 
@@ -585,36 +583,7 @@ fn root_registers(entry: &guest_loader::LinuxEntry) -> VcpuRegisters {
     regs.cr3 = entry.cr3;
     regs.cr4 = entry.cr4;
     regs.efer = entry.efer;
-    let code = SegmentRegister {
-        base: 0,
-        limit: 0xFFFF_FFFF,
-        selector: entry.code_selector,
-        attributes: 0xA09B,
-    };
-    let data = SegmentRegister {
-        base: 0,
-        limit: 0xFFFF_FFFF,
-        selector: entry.data_selector,
-        attributes: 0xC093,
-    };
-    regs.cs = code;
-    regs.ds = data;
-    regs.es = data;
-    regs.fs = data;
-    regs.gs = data;
-    regs.ss = data;
-    regs.tr = SegmentRegister {
-        base: 0,
-        limit: 0xFFFF,
-        selector: 0,
-        attributes: 0x008B,
-    };
-    regs.ldtr = SegmentRegister {
-        base: 0,
-        limit: 0,
-        selector: 0,
-        attributes: 0x0082,
-    };
+    vmm::set_flat_segments(&mut regs, entry.code_selector, entry.data_selector);
     regs.gdtr.base = entry.gdtr_base;
     regs.gdtr.limit = entry.gdtr_limit;
     regs

@@ -1123,19 +1123,24 @@ fn apply_initial_state(regs: &mut VcpuRegisters, state: &guest_loader::InitialSt
     regs.cr3 = state.cr3;
     regs.cr4 = state.cr4;
     regs.efer = state.efer;
-    let code = SegmentRegister {
+    set_flat_segments(regs, state.code_selector, state.data_selector);
+    regs.gdtr.base = state.gdtr_base;
+    regs.gdtr.limit = state.gdtr_limit;
+    regs.idtr.base = 0;
+    regs.idtr.limit = 0;
+}
+
+/// Flat 64-bit state: CS (L=1) and DS/ES/FS/GS/SS with the given selectors, base 0, 4 GiB
+/// limit; a busy 64-bit TSS and an empty LDT (selector 0). Used for test guests and the root.
+pub(crate) fn set_flat_segments(regs: &mut VcpuRegisters, code_selector: u16, data_selector: u16) {
+    let flat = |selector, attributes| SegmentRegister {
         base: 0,
         limit: 0xFFFF_FFFF,
-        selector: state.code_selector,
-        attributes: 0xA09B,
+        selector,
+        attributes,
     };
-    let data = SegmentRegister {
-        base: 0,
-        limit: 0xFFFF_FFFF,
-        selector: state.data_selector,
-        attributes: 0xC093,
-    };
-    regs.cs = code;
+    regs.cs = flat(code_selector, 0xA09B);
+    let data = flat(data_selector, 0xC093);
     regs.ds = data;
     regs.es = data;
     regs.fs = data;
@@ -1153,10 +1158,6 @@ fn apply_initial_state(regs: &mut VcpuRegisters, state: &guest_loader::InitialSt
         selector: 0,
         attributes: 0x0082,
     };
-    regs.gdtr.base = state.gdtr_base;
-    regs.gdtr.limit = state.gdtr_limit;
-    regs.idtr.base = 0;
-    regs.idtr.limit = 0;
 }
 
 /// TLFS 16-bit attributes -> VMCB 12-bit attributes.
