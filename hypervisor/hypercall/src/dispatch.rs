@@ -618,20 +618,7 @@ impl<M: GuestMemory + ?Sized, H: HypercallHandler + ?Sized> Call<'_, M, H> {
         offset: u64,
         value: &T,
     ) -> Result<(), HypercallError> {
-        let Params::Memory { output_gpa, .. } = self.input.params else {
-            return Err(HypercallError::InvalidParameter(
-                "fast call has no output block",
-            ));
-        };
-        let gpa = output_gpa
-            .checked_add(offset)
-            .ok_or(HypercallError::InvalidParameter("output beyond GPA space"))?;
-        self.mem
-            .write(gpa, value.as_bytes())
-            .map_err(|error| HypercallError::Memory {
-                block: Block::Output,
-                error,
-            })
+        self.write_output_bytes(offset, value.as_bytes())
     }
 
     /// `HV_PARTITION_ID_SELF` names the caller.
